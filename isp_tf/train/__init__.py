@@ -1,0 +1,1 @@
+"""isp_tf.train"""
