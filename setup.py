@@ -30,5 +30,5 @@ setup(
     packages=find_packages(include=["isp_tf", "isp_tf.*", "benchmarks", "benchmarks.*"]),
     package_data={"isp_tf": ["weights/*.h5", "weights/*.json", "train/recipes/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0", "pytest-timeout"]},
+    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
 )
