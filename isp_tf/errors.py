@@ -39,6 +39,15 @@ class UnsupportedCFAError(UnsupportedSensorError):
     """The CFA pattern is not one of RGGB, GRBG, GBRG, BGGR."""
 
 
+class RawWriteError(IspTfError, ValueError):
+    """A mosaic or its metadata cannot be written as a DNG (``path`` names the file)."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 # --- models, weights, shapes -----------------------------------------------
 class UnknownModelError(IspTfError, KeyError):
     """A model name that is not in the registry; the message lists the known ones."""

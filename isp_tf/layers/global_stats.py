@@ -8,21 +8,32 @@ and change the picture.  Every such layer derives from
 * ``positionwise(x) -> (B, h, w, K)``: per-position values whose spatial *mean*
   over the whole frame is the only whole-image quantity the layer needs
   (instance norm: ``[x, x*x]``; pooled attention: the strided conv chain).
-  It must commute with cropping at multiples of ``alignment`` input pixels.
-* ``apply(x, pooled)``: the layer's output given ``pooled`` (B, K).
+  It must commute with cropping at multiples of ``alignment`` input pixels:
+  each output position sees one whole ``alignment`` x ``alignment`` block
+  (VALID convolutions whose strides multiply to ``alignment``), and a trailing
+  partial block at the frame's bottom or right contributes nothing.
+* ``apply(x, pooled)``: the layer's output given ``pooled`` (B, K).  It must be
+  position-wise (or at least local: its own convolutions are seen by the
+  tiler's receptive-field analysis like any other op).
 
 Normal models (``tiling`` off, the default) compute ``pooled`` as the spatial
 mean and export to plain TFLite ops.  Built inside :func:`tiling_mode`, each
-layer gets a few non-trainable variables so a tiler
-(:mod:`isp_tf.infer.tiling`) can
+layer gets a few non-trainable variables (:attr:`GlobalStatsLayer.TILING_VARIABLES`)
+so a tiler (:mod:`isp_tf.infer.tiling`) can
 
 1. set ``core_box`` / ``input_hw`` (tile's own region and size, in model-input
-   pixels) and read back ``terms`` (sum of ``positionwise`` over the core) and
-   ``count`` after each tile: summing over tiles gives the whole-frame mean;
+   pixels, relative to the tile) and read back ``terms`` (sum of
+   ``positionwise`` over the core) and ``count`` after each tile: summing over
+   tiles gives the whole-frame mean;
 2. set ``given`` and ``use_given = 1`` so every tile uses the whole-frame value.
 
 Layers are fixed in dependency order, one statistics pass per depth, then a
 final pass writes the output; the result equals whole-frame inference.
+
+Rules for subclasses: create sub-layers in ``__init__`` (or before calling
+``super().build``), keep ``get_config`` complete (the tiler may rebuild the
+model with ``keras.models.clone_model``), and never read the tiling variables
+yourself.
 """
 from __future__ import annotations
 
@@ -31,6 +42,7 @@ import contextlib
 from isp_tf._keras import keras, tf
 
 _state = {"tiling": False}
+_MIN_SIDE_CACHE = {}
 
 
 @contextlib.contextmanager
@@ -49,9 +61,20 @@ class GlobalStatsLayer(keras.layers.Layer):
 
     alignment = 1  # core boxes must start and end on multiples of this (layer-input pixels)
 
+    #: smallest crop side (layer-input px) for which ``positionwise`` yields a
+    #: position; ``None``: found at build time by tracing (tiling variant only)
+    min_side = None
+
+    #: the extra non-trainable variables of the tiling variant (absent otherwise)
+    TILING_VARIABLES = ("core_box", "input_hw", "given", "use_given", "terms", "count")
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.tiling = _state["tiling"]
+        # static (h, w) of the input seen when the tiling variant was last traced;
+        # the tiler divides it by the traced model-input size to find the layer's
+        # resolution (PyNET's instance norms run at 1/2 .. 1/16 of the input).
+        self.traced_input_hw = None
 
     # -- to implement ----------------------------------------------------
     def positionwise(self, x):
@@ -61,11 +84,21 @@ class GlobalStatsLayer(keras.layers.Layer):
         raise NotImplementedError
 
     # -- machinery ---------------------------------------------------------
+    def tiling_variables(self):
+        """The tiling variant's extra variables (empty list for a normal layer)."""
+        if not self.tiling:
+            return []
+        return [getattr(self, name) for name in self.TILING_VARIABLES]
+
     def build(self, input_shape):
         super().build(input_shape)
         if not self.tiling:
             return
-        k = int(self.positionwise(tf.zeros([1] + [self.alignment * 2] * 2 + [int(input_shape[-1])])).shape[-1])
+        channels = int(input_shape[-1])
+        probe = tf.zeros([1] + [self.alignment * 2] * 2 + [channels])
+        k = int(self.positionwise(probe).shape[-1])
+        if self.min_side is None:
+            self.min_side = self._find_min_side(channels)
         make = lambda name, shape, dtype="float32": self.add_weight(  # noqa: E731
             name=name, shape=shape, dtype=dtype, initializer="zeros", trainable=False)
         self.core_box = make("core_box", [4], "int32")  # y0, x0, y1, x1 in model-input pixels
@@ -75,11 +108,34 @@ class GlobalStatsLayer(keras.layers.Layer):
         self.terms = make("terms", [k])
         self.count = make("count", [])
 
+    def _find_min_side(self, channels):
+        """Smallest input side giving a nonempty ``positionwise`` (static shapes,
+        traced only: eager convolutions on too-small inputs do not fail)."""
+        config = {k: v for k, v in self.get_config().items() if k != "name"}
+        key = (type(self), self.alignment, channels, repr(sorted(config.items())))
+        if key not in _MIN_SIDE_CACHE:
+            def yields(side):
+                spec = tf.TensorSpec([1, side, side, channels], tf.float32)
+                try:
+                    out = tf.function(self.positionwise).get_concrete_function(spec).structured_outputs
+                except (ValueError, tf.errors.InvalidArgumentError):
+                    return False
+                return min(out.shape[1], out.shape[2]) >= 1
+
+            low, high = 1, self.alignment  # yields(alignment) holds by the protocol
+            while low < high:
+                mid = (low + high) // 2
+                low, high = (low, mid) if yields(mid) else (mid + 1, high)
+            _MIN_SIDE_CACHE[key] = low
+        return _MIN_SIDE_CACHE[key]
+
     def call(self, x):
         if not self.tiling:
             return self.apply(x, tf.reduce_mean(self.positionwise(x), axis=[1, 2]))
+        self.traced_input_hw = tuple(x.shape[1:3])
         shape = tf.shape(x)
-        # the layer may run at a lower resolution than the model input
+        # the layer may run at a lower resolution than the model input; the tiler
+        # aligns core boxes so that these products are integers
         h_ratio = tf.cast(shape[1], tf.float32) / tf.cast(self.input_hw[0], tf.float32)
         w_ratio = tf.cast(shape[2], tf.float32) / tf.cast(self.input_hw[1], tf.float32)
         box = tf.cast(self.core_box, tf.float32)
@@ -87,10 +143,25 @@ class GlobalStatsLayer(keras.layers.Layer):
         x0 = tf.cast(tf.round(box[1] * w_ratio), tf.int32)
         y1 = tf.cast(tf.round(box[2] * h_ratio), tf.int32)
         x1 = tf.cast(tf.round(box[3] * w_ratio), tf.int32)
-        core = self.positionwise(x[:, y0:y1, x0:x1, :])
-        core_shape = tf.shape(core)
-        self.terms.assign(tf.reduce_sum(core[0], axis=[0, 1]))
-        self.count.assign(tf.cast(core_shape[1] * core_shape[2], tf.float32))
-        local = tf.reduce_mean(self.positionwise(x), axis=[1, 2])
-        pooled = self.use_given * self.given[tf.newaxis] + (1.0 - self.use_given) * local
+        # A crop smaller than one pooling window yields no position on the whole
+        # frame either (only the frame's last core can be that small), but
+        # convolutions on inputs smaller than their kernel return garbage.
+        big_enough = tf.logical_and(y1 - y0 >= self.min_side, x1 - x0 >= self.min_side)
+
+        def core_terms():
+            core = self.positionwise(x[:, y0:y1, x0:x1, :])
+            size = tf.shape(core)
+            return tf.reduce_sum(core[0], axis=[0, 1]), tf.cast(size[1] * size[2], tf.float32)
+
+        terms, count = tf.cond(
+            big_enough, core_terms,
+            lambda: (tf.zeros_like(self.terms), tf.zeros_like(self.count)))
+        self.terms.assign(terms)
+        self.count.assign(count)
+        # A branch, not ``u * given + (1 - u) * local``: the tile's own mean is
+        # NaN when the tile is smaller than one pooling window, and 0 * NaN = NaN.
+        pooled = tf.cond(
+            self.use_given > 0.5,
+            lambda: tf.tile(self.given[tf.newaxis], [shape[0], 1]),
+            lambda: tf.reduce_mean(self.positionwise(x), axis=[1, 2]))
         return self.apply(x, pooled)

@@ -1,0 +1,89 @@
+"""Multiply-accumulates per frame, counted from a ``.tflite`` graph.
+
+Only the ops that do dense arithmetic are counted (what "MACs" means in
+papers): ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``TRANSPOSE_CONV``,
+``FULLY_CONNECTED`` and ``BATCH_MATMUL``.  Element-wise ops (PReLU, add,
+multiply...) cost memory traffic, not MACs, and are left out, as is the bias
+addition.  Shapes come either from an allocated interpreter (so a graph
+exported with free spatial dimensions is counted at the size it was resized
+to) or, without running anything, from the static shapes stored in the file.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence, Tuple
+
+import numpy as np
+
+#: ops counted, and how
+COUNTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+Shape = Sequence[int]
+
+
+def op_macs(op_name: str, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
+    """MACs of one op given its input and output shapes (``None`` for an omitted input).
+
+    * ``CONV_2D``: filter (O, kh, kw, I/groups), output (N, H, W, O) -> N*H*W*O*kh*kw*I/groups.
+    * ``DEPTHWISE_CONV_2D``: filter (1, kh, kw, O) -> N*H*W*O*kh*kw.
+    * ``TRANSPOSE_CONV``: inputs (output_shape, filter (O, kh, kw, I), x (N, h, w, I))
+      -> N*h*w*I*kh*kw*O (every input pixel scatters a kh x kw x O patch).
+    * ``FULLY_CONNECTED``: weights (units, depth) -> rows * units * depth.
+    * ``BATCH_MATMUL``: (..., m, k) x (..., k, n) -> prod(batch) * m * k * n.
+    Any other op: 0.
+    """
+    def size(shape):
+        return int(np.prod([int(d) for d in shape], dtype=np.int64)) if shape is not None else 0
+
+    if op_name == "CONV_2D":
+        filt, out = inputs[1], outputs[0]
+        return size(out) * size(filt[1:])
+    if op_name == "DEPTHWISE_CONV_2D":
+        filt, out = inputs[1], outputs[0]
+        return size(out) * int(filt[1]) * int(filt[2])
+    if op_name == "TRANSPOSE_CONV":
+        filt, x = inputs[1], inputs[2]
+        return size(x) * int(filt[0]) * int(filt[1]) * int(filt[2])
+    if op_name == "FULLY_CONNECTED":
+        x, w = inputs[0], inputs[1]
+        units, depth = int(w[0]), int(w[1])
+        rows = size(x) // max(depth, 1)
+        return rows * units * depth
+    if op_name == "BATCH_MATMUL":
+        a, out = inputs[0], outputs[0]
+        return size(out) * int(a[-1])
+    return 0
+
+
+def count_macs(ops: Iterable[Tuple[str, Sequence[Shape], Sequence[Shape]]]) -> int:
+    """Sum of :func:`op_macs` over ``(op name, input shapes, output shapes)`` triples."""
+    return sum(op_macs(name, ins, outs) for name, ins, outs in ops)
+
+
+def interpreter_ops(interpreter):
+    """``(name, input shapes, output shapes)`` of an *allocated* LiteRT interpreter's ops.
+
+    Delegate nodes (``DELEGATE``) are skipped: the interpreter keeps listing
+    the original ops they replaced.
+    """
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - the only way to list ops
+        if op["op_name"] == "DELEGATE":
+            continue
+        ins = [shapes.get(int(i)) if int(i) >= 0 else None for i in op["inputs"]]
+        outs = [shapes.get(int(i)) for i in op["outputs"]]
+        yield op["op_name"], ins, outs
+
+
+def interpreter_macs(interpreter) -> int:
+    """MACs of one ``invoke()`` of an allocated interpreter, at its current input size."""
+    return count_macs(interpreter_ops(interpreter))
+
+
+def file_macs(path) -> int:
+    """MACs of a ``.tflite`` with static shapes, read from the file (no interpreter)."""
+    from isp_tf.export.flatbuffer import read_tflite
+
+    graph = read_tflite(str(path))
+    ops = ((op.name, [None if t is None else t.shape for t in op.inputs], [t.shape for t in op.outputs])
+           for op in graph.operators)
+    return count_macs(ops)

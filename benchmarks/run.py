@@ -1,0 +1,587 @@
+"""Latency and peak RAM of isp_tf's models, locally (LiteRT) or on a phone (adb).
+
+One command compares the models with what people use today::
+
+    python -m benchmarks.run --models microisp,pynet:small --precisions fp32,int8 \\
+        --resolutions fullhd,12mp,32mp --threads 2 --tile auto \\
+        --reference ../shared/reference_weights/microisp_official/MicroISP.tflite \\
+        --json out.json --markdown out.md --plot out.png
+
+Every configuration (model x precision x resolution x mode x runtime, and each
+baseline) runs in a fresh ``python -m benchmarks.worker`` process, watched by
+this one: a child whose RSS would exceed the memory limit (or that the kernel
+kills) is recorded as ``out_of_memory`` instead of taking the machine down, and
+configurations a smaller run predicts to be too big are not started.
+
+Baselines at the same frame size: the classical renderer
+(:func:`isp_tf.raw.render_classical`) and rawpy/LibRaw ``postprocess`` of a
+DNG written with :func:`isp_tf.raw.write_dng`.  ``--reference`` adds any
+``.tflite`` that takes a packed (1, h, w, 4) frame, resized to each size.
+
+The achieved GFLOP/s (2 x MACs / median latency) is put against the machine's
+fp32 GEMM peak, measured in the same run with numpy (one thread and
+``--threads``).
+
+``--adb`` runs the same models on an Android phone with TFLite's
+``benchmark_model`` instead (see :mod:`benchmarks.adb`).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from isp_tf.errors import IspTfError
+
+from benchmarks import measure
+from benchmarks.config import RESOLUTIONS, megapixels, parse_resolution, round_up
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MB = measure.MB
+DEFAULT_REFERENCE = REPO.parent / "shared" / "reference_weights" / "microisp_official" / "MicroISP.tflite"
+
+
+# ----------------------------------------------------------------------------
+# running one child
+# ----------------------------------------------------------------------------
+def run_child(spec: Dict, workdir: pathlib.Path, threads: int, limit_mb: float,
+              timeout_s: float, name: str) -> Dict:
+    """Run ``spec`` in ``python -m benchmarks.worker``; never raises for the child's failures.
+
+    The child is killed (status ``out_of_memory``) when its RSS passes
+    ``limit_mb`` or the machine's available memory falls under 256 MB, and
+    (status ``timeout``) after ``timeout_s``.
+    """
+    import psutil
+
+    spec_path = workdir / f"{name}.spec.json"
+    result_path = workdir / f"{name}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    result_path.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env.update(measure.blas_thread_env(threads))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        proc = psutil.Process(child.pid)
+        start = time.monotonic()
+        killed: Optional[Dict] = None
+        max_rss = 0
+        while child.poll() is None:
+            try:
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                rss = 0
+            max_rss = max(max_rss, rss)
+            available = psutil.virtual_memory().available
+            if rss > limit_mb * MB or available < 256 * MB:
+                why = (f"RSS reached {rss / MB:.0f} MB, over the limit of {limit_mb:.0f} MB"
+                       if rss > limit_mb * MB else
+                       f"the machine ran low on memory ({available / MB:.0f} MB available) at RSS {rss / MB:.0f} MB")
+                killed = {"status": "out_of_memory", "message": f"stopped: {why}"}
+            elif time.monotonic() - start > timeout_s:
+                killed = {"status": "timeout", "message": f"stopped after {timeout_s:.0f} s"}
+            if killed:
+                child.kill()
+                child.wait()
+                break
+            time.sleep(0.02)
+    if killed:
+        killed["child_max_rss_mb"] = round(max_rss / MB, 1)
+        return killed
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    tail = log_path.read_text(errors="replace")[-600:].strip() if log_path.exists() else ""
+    code = child.returncode
+    if code is not None and code < 0:
+        sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        status = "out_of_memory" if -code == signal.SIGKILL else "crashed"
+        return {"status": status, "message": f"the benchmark process died of {sig}"
+                + (" (the kernel's OOM killer?)" if status == "out_of_memory" else "") + f"; {tail[-200:]}"}
+    if "MemoryError" in tail or "std::bad_alloc" in tail:
+        return {"status": "out_of_memory", "message": tail[-300:]}
+    return {"status": "error", "message": f"exit code {code}: {tail}"}
+
+
+# ----------------------------------------------------------------------------
+# the plan
+# ----------------------------------------------------------------------------
+def _csv(text: str) -> List[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Latency and peak RAM of isp_tf models at FullHD/12MP/32MP with LiteRT (XNNPACK), "
+                    "each configuration in a fresh process, against the classical renderer, rawpy and "
+                    "reference .tflite files; or on an Android phone over adb.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", default="microisp",
+                   help="comma-separated registry names; NAME:small for the tiny variant")
+    p.add_argument("--small", action="store_true", help="use every model's tiny variant")
+    p.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH",
+                   help="weights file (repeatable); NAME=PATH with several models. Random init otherwise "
+                        "(speed and memory do not depend on the weights)")
+    p.add_argument("--precisions", default="fp32,int8", help="comma-separated: fp32, fp16, int8")
+    p.add_argument("--resolutions", default="fullhd,12mp,32mp",
+                   help=f"comma-separated output sizes: {', '.join(RESOLUTIONS)} or HxW (e.g. 160x160)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for LiteRT and BLAS")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per configuration (after warm-up)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs after the first one")
+    p.add_argument("--tile", default=None, metavar="auto|N",
+                   help="also run tiled: core side N in packed input pixels, or auto (isp_tf.infer's choice)")
+    p.add_argument("--modes", default=None,
+                   help="comma-separated whole,tiled (default: whole, plus tiled when --tile is given)")
+    p.add_argument("--runtime", default="xnnpack",
+                   help="comma-separated LiteRT CPU runtimes: xnnpack (default interpreter), "
+                        "xnnpack-transient (indirection buffers rebuilt per run: far less memory), builtin "
+                        "(no delegate)")
+    p.add_argument("--reference", action="append", default=[], metavar="FILE.tflite",
+                   help="a reference .tflite taking a packed (1,h,w,4) frame (resized), e.g. "
+                        f"{DEFAULT_REFERENCE}")
+    p.add_argument("--baselines", default="classical,rawpy",
+                   help="comma-separated: classical, rawpy; 'none' for no baseline")
+    p.add_argument("--max-memory-mb", type=float, default=None,
+                   help="kill a configuration past this RSS (default: available memory minus 1 GB)")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="per-configuration time limit")
+    p.add_argument("--workdir", default=None, help="keep models, logs and outputs here (default: a temp dir)")
+    p.add_argument("--json", required=True, metavar="OUT.json", help="write the records here")
+    p.add_argument("--markdown", metavar="OUT.md", help="also write a markdown table")
+    p.add_argument("--plot", metavar="OUT.png", help="also plot latency and peak RAM vs megapixels")
+    adb = p.add_argument_group("Android phone over adb (instead of the local CPU)")
+    adb.add_argument("--adb", action="store_true", help="run on a phone with TFLite's benchmark_model")
+    adb.add_argument("--serial", default=None, help="adb device serial (when several are attached)")
+    adb.add_argument("--benchmark-binary", default=None, metavar="PATH",
+                     help="TFLite's benchmark_model built for Android (pushed to /data/local/tmp)")
+    adb.add_argument("--delegate", default="nnapi", choices=("nnapi", "gpu", "cpu"),
+                     help="benchmark_model delegate")
+    return p
+
+
+def machine_info(threads: int) -> Dict:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "logical_cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+        "threads": threads,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    for module in ("ai_edge_litert", "numpy", "rawpy"):
+        try:
+            from importlib.metadata import version
+
+            info[module] = version(module.replace("_", "-")) if module != "ai_edge_litert" else version("ai-edge-litert")
+        except Exception:  # noqa: BLE001 - informative only
+            pass
+    return info
+
+
+def _precision_of(path) -> str:
+    """fp32 / fp16 / int8 of a .tflite, from the dtype of its convolution weights."""
+    from isp_tf.export.flatbuffer import read_tflite
+
+    graph = read_tflite(str(path))
+    dtypes = {op.inputs[1].dtype for op in graph.operators
+              if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and op.inputs[1] is not None}
+    if dtypes & {"int8", "uint8"}:
+        return "int8"
+    if "float16" in dtypes or any(op.name == "DEQUANTIZE" for op in graph.operators):
+        return "fp16"
+    return "fp32"
+
+
+class Harness:
+    """Holds the plan of one ``benchmarks.run`` call and runs it."""
+
+    def __init__(self, args, workdir: pathlib.Path):
+        import psutil
+
+        self.args = args
+        self.workdir = workdir
+        self.threads = int(args.threads)
+        available = psutil.virtual_memory().available / MB
+        self.limit_mb = float(args.max_memory_mb) if args.max_memory_mb else max(512.0, available - 1024.0)
+        self.records: List[Dict] = []
+        self.bytes_per_px: Dict[tuple, float] = {}  # (series) -> peak bytes per output pixel
+        self.machine = machine_info(self.threads)
+        self.gemm: Dict[int, float] = {}
+        self._count = 0
+
+    # -- helpers ---------------------------------------------------------------
+    def child(self, spec: Dict, tag: str) -> Dict:
+        self._count += 1
+        return run_child(spec, self.workdir, self.threads, self.limit_mb, self.args.timeout_s,
+                         f"{self._count:03d}_{tag}")
+
+    def measure_gemm(self):
+        for threads in sorted({1, self.threads}):
+            spec = {"kind": "gemm", "n": 1024, "seconds": 1.5}
+            res = run_child(spec, self.workdir, threads, self.limit_mb, 300, f"gemm_{threads}t")
+            self.gemm[threads] = round(float(res.get("gflops", 0.0)), 1)
+        self.machine["gemm_peak_gflops_1_thread"] = self.gemm.get(1)
+        self.machine[f"gemm_peak_gflops_{self.threads}_threads"] = self.gemm.get(self.threads)
+
+    def add(self, base: Dict, result: Dict) -> Dict:
+        record = dict(base)
+        record.update({k: v for k, v in result.items() if k not in ("traceback",)})
+        record.setdefault("status", "error")
+        macs = record.pop("macs", None)
+        if macs is not None:
+            record["gmacs"] = round(macs / 1e9, 3)
+        if record.get("status") == "ok" and record.get("gmacs") and record.get("median_s"):
+            record["gflops"] = round(2 * record["gmacs"] / record["median_s"], 2)
+            peak = self.gemm.get(self.threads)
+            if peak:
+                record["peak_fraction"] = round(record["gflops"] / peak, 3)
+        for key in ("median_s", "p90_s", "first_s", "init_s", "min_s", "mean_s"):
+            if isinstance(record.get(key), float):
+                record[key] = round(record[key], 4)
+        for key in ("median_s", "p90_s", "peak_rss_mb", "size_bytes", "gmacs"):
+            record.setdefault(key, None)
+        self.records.append(record)
+        return record
+
+    def predicted_oom(self, series: tuple, hw) -> Optional[str]:
+        per_px = self.bytes_per_px.get(series)
+        if per_px is None:
+            return None
+        estimate = per_px * hw[0] * hw[1] / MB
+        if estimate > self.limit_mb:
+            return (f"not run: a smaller run of this configuration predicts {estimate:.0f} MB, over the "
+                    f"limit of {self.limit_mb:.0f} MB")
+        return None
+
+    def learn(self, series: tuple, hw, record: Dict):
+        if record.get("status") == "ok" and record.get("peak_rss_mb"):
+            per_px = record["peak_rss_mb"] * MB / (hw[0] * hw[1])
+            self.bytes_per_px[series] = max(per_px, self.bytes_per_px.get(series, 0.0))
+        elif record.get("status") == "out_of_memory":
+            self.bytes_per_px[series] = float("inf")
+
+
+# ----------------------------------------------------------------------------
+# local runs
+# ----------------------------------------------------------------------------
+def run_local(args, harness: Harness, choices, resolutions, precisions, modes, runtimes, progress):
+    from benchmarks import models as bm
+    from isp_tf.models import get_spec
+
+    workdir = harness.workdir
+    exported: Dict[tuple, pathlib.Path] = {}
+    tiling = None
+    if "tiled" in modes:
+        from benchmarks import tiled as tiling
+
+    def model_file(choice, precision):
+        key = (choice, precision)
+        if key not in exported:
+            model = bm.build(choice)
+            exported[key] = bm.export(model, precision, workdir / f"{choice.label}_{precision}.tflite")
+        return exported[key]
+
+    for label, hw in resolutions:
+        in_hw = (hw[0] // 2, hw[1] // 2)
+        base_res = {"resolution": list(hw), "resolution_label": label, "megapixels": round(megapixels(hw), 2),
+                    "threads": harness.threads}
+        # baselines
+        for baseline in args.baseline_list:
+            base = dict(base_res, model=baseline, precision="fp32" if baseline == "classical" else "uint16",
+                        mode="whole", runtime="numpy" if baseline == "classical" else "libraw",
+                        kind="baseline")
+            series = ("baseline", baseline)
+            why = harness.predicted_oom(series, hw)
+            if why:
+                harness.add(base, {"status": "out_of_memory", "message": why})
+            else:
+                spec = {"kind": baseline, "output_hw": list(hw), "runs": args.runs, "warmup": args.warmup}
+                if baseline == "rawpy":
+                    spec["dng_path"] = str(_dng_for(workdir, hw))
+                rec = harness.add(base, harness.child(spec, f"{baseline}_{label}"))
+                harness.learn(series, hw, rec)
+            progress.update(1)
+        # references
+        for ref in args.reference:
+            ref_path = pathlib.Path(ref)
+            precision = _precision_of(ref_path)
+            for runtime in runtimes:
+                base = dict(base_res, model=f"ref:{ref_path.stem}", precision=precision, mode="whole",
+                            runtime=runtime, kind="reference", size_bytes=ref_path.stat().st_size,
+                            model_input_hw=list(in_hw))
+                series = ("ref", str(ref_path), runtime)
+                why = harness.predicted_oom(series, hw)
+                if why:
+                    harness.add(base, {"status": "out_of_memory", "message": why})
+                else:
+                    spec = {"kind": "tflite", "model_path": str(ref_path), "input_hw": list(in_hw),
+                            "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
+                            "runtime": runtime}
+                    rec = harness.add(base, harness.child(spec, f"ref_{ref_path.stem}_{label}_{runtime}"))
+                    harness.learn(series, hw, rec)
+                progress.update(1)
+        # our models
+        for choice in choices:
+            spec_m = get_spec(choice.name)
+            model_in = (round_up(in_hw[0], spec_m.size_multiple), round_up(in_hw[1], spec_m.size_multiple))
+            for precision in precisions:
+                try:
+                    path = model_file(choice, precision)
+                except IspTfError:
+                    raise
+                except Exception as exc:  # a conversion failure is a result, not a crash
+                    for mode in modes:
+                        for runtime in runtimes:
+                            harness.add(dict(base_res, model=choice.label, precision=precision, mode=mode,
+                                             runtime=runtime, kind="model"),
+                                        {"status": "error", "message": f"export failed: {exc}"})
+                            progress.update(1)
+                    continue
+                for runtime in runtimes:
+                    whole_out = workdir / f"whole_{choice.label}_{precision}_{label}_{runtime}.npy"
+                    for mode in modes:
+                        base = dict(base_res, model=choice.label, precision=precision, mode=mode,
+                                    runtime=runtime, kind="model", size_bytes=path.stat().st_size,
+                                    model_input_hw=list(model_in))
+                        series = ("model", choice, precision, runtime, mode)
+                        why = harness.predicted_oom(series, hw) if mode == "whole" else None
+                        if why:
+                            harness.add(base, {"status": "out_of_memory", "message": why})
+                            progress.update(1)
+                            continue
+                        spec = {"kind": "tflite", "model_path": str(path), "input_hw": list(model_in),
+                                "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
+                                "runtime": runtime, "mode": mode}
+                        if mode == "whole":
+                            spec["save_output"] = str(whole_out)
+                        else:
+                            try:
+                                spec["tiling"] = tiling.prepare(choice, precision, model_in, args.tile, workdir,
+                                                                exported_whole=path)
+                            except IspTfError as exc:
+                                harness.add(base, {"status": "error", "message": str(exc)})
+                                progress.update(1)
+                                continue
+                            base["tile"] = spec["tiling"]["core"]
+                            spec["compare_to"] = str(whole_out)
+                        rec = harness.add(base, harness.child(
+                            spec, f"{choice.label}_{precision}_{label}_{mode}_{runtime}"))
+                        harness.learn(series, hw, rec)
+                        progress.update(1)
+                    whole_out.unlink(missing_ok=True)
+
+
+def _dng_for(workdir: pathlib.Path, hw) -> pathlib.Path:
+    from benchmarks.scene import synthetic_raw
+    from isp_tf.raw import write_dng
+
+    path = workdir / f"synthetic_{hw[0]}x{hw[1]}.dng"
+    if not path.exists():
+        raw = synthetic_raw(*hw)
+        write_dng(path, raw.bayer, raw)
+    return path
+
+
+# ----------------------------------------------------------------------------
+# adb runs
+# ----------------------------------------------------------------------------
+def run_adb(args, harness: Harness, choices, resolutions, precisions, progress):
+    from benchmarks import models as bm
+    from benchmarks.adb import AdbBenchmark
+    from benchmarks.macs import file_macs
+    from isp_tf.models import get_spec
+
+    bench = AdbBenchmark(args.benchmark_binary, serial=args.serial)
+    serial = bench.connect()
+    harness.machine = {"device_serial": serial, "delegate": args.delegate, "threads": harness.threads,
+                       "device_model": bench.shell("getprop ro.product.model", check=False).strip() or None,
+                       "android_sdk": bench.shell("getprop ro.build.version.sdk", check=False).strip() or None,
+                       "date": harness.machine.get("date")}
+    for label, hw in resolutions:
+        in_hw = (hw[0] // 2, hw[1] // 2)
+        for choice in choices:
+            model_in = tuple(round_up(v, get_spec(choice.name).size_multiple) for v in in_hw)
+            for precision in precisions:
+                base = {"model": choice.label, "precision": precision, "resolution": list(hw),
+                        "resolution_label": label, "megapixels": round(megapixels(hw), 2), "mode": "whole",
+                        "runtime": f"benchmark_model/{args.delegate}", "kind": "model",
+                        "threads": harness.threads, "model_input_hw": list(model_in)}
+                path = harness.workdir / f"{choice.label}_{precision}_{model_in[0]}x{model_in[1]}.tflite"
+                try:  # NNAPI needs fixed shapes: one export per size
+                    bm.export(bm.build(choice, input_hw=model_in), precision, path)
+                except IspTfError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    harness.add(base, {"status": "error", "message": f"export failed: {exc}"})
+                    progress.update(1)
+                    continue
+                parsed = bench.run(path, delegate=args.delegate, threads=harness.threads)
+                result = {
+                    "status": parsed["status"], "message": parsed.get("message"),
+                    "command": parsed["command"], "size_bytes": path.stat().st_size,
+                    "init_s": _us(parsed["init_us"]), "first_s": _us(parsed["first_us"]),
+                    "median_s": _us(parsed["median_us"] if parsed["median_us"] is not None else parsed["avg_us"]),
+                    "mean_s": _us(parsed["avg_us"]), "p90_s": None,
+                    "peak_rss_mb": parsed["peak_mb"] if parsed["peak_mb"] is not None else parsed["overall_mb"],
+                    "macs": file_macs(path), "adb": {k: v for k, v in parsed.items()
+                                                     if k not in ("command", "status", "message")},
+                }
+                harness.add(base, result)
+                progress.update(1)
+
+
+def _us(value):
+    return None if value is None else float(value) / 1e6
+
+
+# ----------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _main(args, argv)
+    except IspTfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(args, argv) -> int:
+    from tqdm import tqdm
+
+    from benchmarks import models as bm
+    from benchmarks import report
+    from benchmarks.worker import RUNTIMES
+
+    if args.threads < 1 or args.runs < 1 or args.warmup < 0:
+        raise IspTfError("--threads and --runs must be >= 1 and --warmup >= 0")
+    resolutions = sorted((parse_resolution(r) for r in _csv(args.resolutions)), key=lambda r: r[1][0] * r[1][1])
+    if not resolutions:
+        raise IspTfError("--resolutions needs at least one size")
+    precisions = _csv(args.precisions)
+    for p in precisions:
+        if p not in bm.PRECISIONS:
+            raise IspTfError(f"unknown precision {p!r}; choose from {', '.join(bm.PRECISIONS)}")
+    runtimes = _csv(args.runtime)
+    for r in runtimes:
+        if r not in RUNTIMES:
+            raise IspTfError(f"unknown runtime {r!r}; choose from {', '.join(RUNTIMES)}")
+    modes = _csv(args.modes) if args.modes else (["whole", "tiled"] if args.tile else ["whole"])
+    for m in modes:
+        if m not in ("whole", "tiled"):
+            raise IspTfError(f"unknown mode {m!r}; choose whole and/or tiled")
+    if "tiled" in modes and not args.tile:
+        raise IspTfError("--modes tiled needs --tile auto|N")
+    if args.tile not in (None, "auto"):
+        try:
+            if int(args.tile) < 1:
+                raise ValueError
+        except ValueError:
+            raise IspTfError(f"--tile must be 'auto' or a positive number of packed pixels, got {args.tile!r}")
+    args.baseline_list = [] if args.baselines.strip().lower() == "none" else _csv(args.baselines)
+    for b in args.baseline_list:
+        if b not in ("classical", "rawpy"):
+            raise IspTfError(f"unknown baseline {b!r}; choose classical, rawpy or none")
+    for ref in args.reference:
+        if not pathlib.Path(ref).is_file():
+            from isp_tf.errors import MissingFileError
+
+            raise MissingFileError(f"{ref}: reference .tflite not found")
+    choices = bm.parse_models(args.models, small=args.small, weights=args.weights)
+    for out in (args.json, args.markdown, args.plot):
+        if out and not pathlib.Path(out).resolve().parent.is_dir():
+            raise IspTfError(f"{out}: its folder does not exist")
+
+    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    tmp = None
+    if args.workdir:
+        workdir = pathlib.Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="isp_tf_bench_")
+        workdir = pathlib.Path(tmp.name)
+    try:
+        harness = Harness(args, workdir)
+        if args.adb:
+            total = len(resolutions) * len(choices) * len(precisions)
+            with tqdm(total=total, desc="adb benchmark", unit="config") as progress:
+                run_adb(args, harness, choices, resolutions, precisions, progress)
+        else:
+            per_res = (len(args.baseline_list) + len(args.reference) * len(runtimes)
+                       + len(choices) * len(precisions) * len(modes) * len(runtimes))
+            with tqdm(total=len(resolutions) * per_res, desc="benchmark", unit="config") as progress:
+                harness.measure_gemm()
+                run_local(args, harness, choices, resolutions, precisions, modes, runtimes, progress)
+        result = {"schema": 1, "command": command, "machine": harness.machine, "records": harness.records,
+                  "notes": _notes(harness)}
+        write_outputs(result, args)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    bad = [r for r in harness.records if r.get("status") != "ok"]
+    print(f"{len(harness.records)} configurations, {len(bad)} not ok; results in {args.json}", file=sys.stderr)
+    return 0
+
+
+def _notes(harness) -> List[str]:
+    notes = [
+        "peak_rss_mb: the most the process's RSS rose above its baseline (imports done, input frame made), "
+        "max of ru_maxrss and a 2 ms psutil sampler; each configuration ran in a fresh process.",
+        "median_s / p90_s: one whole frame (input copy, inference, output copy; tiled: all tiles of all passes) "
+        f"over {harness.args.runs} runs after {1 + harness.args.warmup} untimed ones.",
+        "gmacs: conv / transposed conv / depthwise / fully-connected MACs counted from the .tflite; "
+        "GFLOP/s = 2 x MACs / median; % of GEMM peak against numpy fp32 matmul with the same threads.",
+    ]
+    return notes
+
+
+def write_outputs(result: Dict, args) -> None:
+    from benchmarks import report
+    from isp_tf.utils import atomic_write
+
+    with atomic_write(args.json, "w") as f:
+        json.dump(result, f, indent=1, default=_jsonable)
+    if args.markdown:
+        with atomic_write(args.markdown, "w") as f:
+            f.write(report.markdown(result))
+    if args.plot:
+        report.plot(result["records"], args.plot)
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""Keras model -> fixed-shape ``.tflite`` that NNAPI 1.2 delegates, with proof.
+
+:func:`export_tflite` is what ``export/export_to_tflite.py`` runs::
+
+    result = export_tflite("microisp", "microisp_fp32.tflite", precision="fp32",
+                           input_size="fullhd")
+
+Steps: build the model (registry + weights file, or a QAT weights file), swap
+layers NNAPI 1.2 would refuse (:func:`isp_tf.export.rewrites.rewrite_for_nnapi`),
+trace it at a fixed ``(1, h, w, 4)`` input (NNAPI does not delegate open
+dimensions), convert at the asked precision, apply the flatbuffer pass for
+quantized MEAN, validate against the API-29 rules (:mod:`isp_tf.export.nnapi`;
+refused ops fail the export unless ``allow_cpu_fallback``), run the file under
+ai-edge-litert on a real RAW photo against the Keras model
+(:mod:`isp_tf.export.parity`), then write the ``.tflite`` and a JSON beside it.
+
+Sizes.  ``input_size`` names the *output* frame: ``fullhd`` 1080 x 1920,
+``12mp`` 3000 x 4000, ``32mp`` 4896 x 6528 (6528 x 4896 is the 4:3 frame of
+the 32 MP phone sensors MicroISP was shown on, e.g. Samsung ISOCELL GD1), or
+``HxW``.  The model input is the packed Bayer frame ``(H/2, W/2, 4)``, so H and
+W must be even and H/2, W/2 multiples of the model's ``size_multiple``
+(PyNET: 16, it halves the resolution four times).  ``tile=N`` exports an
+``N x N`` output tile model for tiled execution instead.
+
+Precisions.  ``fp32``; ``fp16`` (float16 weights, float32 compute and I/O: the
+delegate folds the weights back to fp32 at API 29); ``int8`` full-integer,
+calibrated on frames assembled from crops of the tf.data pipeline
+(``calibration_data``, default ``synthetic:8``).  Integer model I/O:
+``io='int8'`` (the default for int8) has no QUANTIZE/DEQUANTIZE op at all and is
+the only choice every op of which NNAPI 1.2 delegates -- at API 29 the delegate
+refuses QUANTIZE with int8 output (what ``io='uint8'`` and ``io='float32'``
+insert at the input) and int8 DEQUANTIZE with a non-zero zero point (the
+``float32`` output); it converts int8 model inputs/outputs to uint8 itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import pathlib
+import re
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from isp_tf.errors import ExportError, InputShapeError, IspTfError, WeightsMismatchError
+from isp_tf.utils import atomic_write
+
+PRECISIONS = ("fp32", "fp16", "int8")
+IO_TYPES = ("auto", "float32", "uint8", "int8")
+#: named output frames, (height, width)
+FRAME_SIZES: Dict[str, Tuple[int, int]] = {
+    "fullhd": (1080, 1920),
+    "12mp": (3000, 4000),
+    "32mp": (4896, 6528),
+}
+DEFAULT_CALIBRATION = "synthetic:8"
+MAX_CALIBRATION_CROP = 128  # packed pixels per side of one calibration crop
+_WEIGHTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights"
+
+
+# ---------------------------------------------------------------------------
+# sizes
+# ---------------------------------------------------------------------------
+def parse_frame_size(text) -> Tuple[int, int]:
+    """``'fullhd'``, ``'12mp'``, ``'32mp'`` or ``'HxW'`` -> output ``(H, W)``."""
+    key = str(text).strip().lower()
+    if key in FRAME_SIZES:
+        return FRAME_SIZES[key]
+    m = re.fullmatch(r"(\d+)\s*[x,]\s*(\d+)", key)
+    if not m:
+        raise ExportError(f"input size {text!r}: use {', '.join(FRAME_SIZES)} or HxW (e.g. 1080x1920)")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h < 2 or w < 2:
+        raise ExportError(f"input size {text!r}: height and width must be at least 2")
+    return h, w
+
+
+def model_input_hw(spec, frame_hw: Tuple[int, int], what: str = "frame") -> Tuple[int, int]:
+    """Packed input ``(h, w)`` for an output ``frame_hw``; :class:`InputShapeError` says why not."""
+    H, W = frame_hw
+    scale, mult = int(spec.output_scale), int(spec.size_multiple)
+    for side, value in (("height", H), ("width", W)):
+        if value % scale:
+            raise InputShapeError(
+                f"{spec.name}: output {what} {side} {value} is odd; the model takes packed Bayer at "
+                f"1/{scale} of the output size, so the output {side} must be a multiple of {scale}")
+    h, w = H // scale, W // scale
+    for side, value in (("height", h), ("width", w)):
+        if value % mult:
+            lo, hi = value // mult * mult, (value // mult + 1) * mult
+            raise InputShapeError(
+                f"{spec.name}: output {what} {H}x{W} gives a packed input {side} of {value}, not a "
+                f"multiple of {mult} ({spec.name} halves the resolution {int(math.log2(mult))} times); "
+                f"nearest output {side}s that work: {lo * scale} or {hi * scale} "
+                f"(crop or pad the frame, or export tiles with --tile)")
+    return h, w
+
+
+# ---------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class LoadedModel:
+    model: object
+    name: str
+    config: dict
+    weights: Optional[str]
+    qat: bool = False
+
+
+def load_export_model(name: str, weights: Optional[str] = None, small: bool = False,
+                      seed: int = 0) -> LoadedModel:
+    """The model to export: from a weights file (which must belong to ``name``), the
+    spec's shipped default weights, or freshly initialised (``seed``)."""
+    from isp_tf._keras import keras
+    from isp_tf.models import create_model, get_spec
+    from isp_tf.models.weights import load_weights_into, read_header
+
+    spec = get_spec(name)
+    if weights is None and not small and spec.default_weights:
+        shipped = _WEIGHTS_DIR / spec.default_weights
+        if shipped.exists():
+            weights = str(shipped)
+    if weights is None:
+        keras.utils.set_random_seed(seed)
+        config = dict(spec.small_config if small else spec.default_config)
+        return LoadedModel(create_model(name, small=small), spec.name, config, None)
+
+    file_name, config = read_header(weights)
+    if file_name is not None and file_name != spec.name:
+        raise WeightsMismatchError(f"{weights} holds weights of model {file_name!r}, "
+                                   f"not of {spec.name!r}: pass --model {file_name}")
+    from isp_tf.export.qat import is_qat_weights, load_qat_model
+    if is_qat_weights(weights):
+        model, config = load_qat_model(weights, expected_name=spec.name)
+        return LoadedModel(model, spec.name, config, str(weights), qat=True)
+    if config is None:  # a plain Keras weights file: the config the user asked for
+        config = dict(spec.small_config if small else spec.default_config)
+    model = create_model(spec.name, **config)
+    load_weights_into(model, weights, spec.name)
+    return LoadedModel(model, spec.name, dict(config), str(weights))
+
+
+def fixed_function(model, input_hw: Tuple[int, int]):
+    """A ``tf.function`` of ``model`` in inference mode at input ``(1, h, w, 4)``."""
+    from isp_tf._keras import tf
+
+    h, w = input_hw
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name="packed_bayer")])
+    try:
+        return fn.get_concrete_function()
+    except IspTfError:
+        raise
+    except (ValueError, tf.errors.InvalidArgumentError) as exc:
+        raise InputShapeError(f"model cannot take a packed input of {h}x{w}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# calibration
+# ---------------------------------------------------------------------------
+def calibration_frames(spec_text: str, input_hw: Tuple[int, int], count: int = 8,
+                       seed: int = 0, progress: bool = True) -> List[np.ndarray]:
+    """``count`` calibration inputs ``(1, h, w, 4)``, each a mosaic of packed crops
+    from :func:`isp_tf.data.build_dataset` (training crops: random, augmented).
+
+    Crops of at most ``MAX_CALIBRATION_CROP`` packed pixels keep the pipeline
+    cheap whatever the export size; tiling them fills a frame of the fixed
+    model input, so the activation ranges are those of real image content.
+    """
+    from isp_tf.data import build_dataset
+
+    h, w = input_hw
+    side = int(min(MAX_CALIBRATION_CROP, h, w))
+    rows, cols = -(-h // side), -(-w // side)
+    ds = build_dataset(spec_text, split="train", patch_size=2 * side, batch_size=1, seed=seed,
+                       cache=True, augment=True, repeat=True)
+    crops = iter(ds)
+    frames = []
+    bar = _progress(range(count), progress, "calibration frames")
+    for _ in bar:
+        frame = np.empty((1, rows * side, cols * side, 4), np.float32)
+        for r in range(rows):
+            for c in range(cols):
+                x, _ = next(crops)
+                frame[:, r * side:(r + 1) * side, c * side:(c + 1) * side] = x.numpy()[:1]
+        frames.append(frame[:, :h, :w])
+    return frames
+
+
+def _progress(iterable, enabled, desc):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, desc=desc, leave=False)
+
+
+# ---------------------------------------------------------------------------
+# conversion
+# ---------------------------------------------------------------------------
+def resolve_io(precision: str, io: str) -> str:
+    """The model I/O type: ``auto`` is float32 for fp32/fp16 and int8 for int8."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if io not in IO_TYPES:
+        raise ExportError(f"unknown --io {io!r}; choose one of {', '.join(IO_TYPES)}")
+    if io == "auto":
+        return "int8" if precision == "int8" else "float32"
+    if precision != "int8" and io != "float32":
+        raise ExportError(f"--io {io} needs --precision int8 ({precision} models have float32 I/O)")
+    return io
+
+
+def convert_function(concrete, precision: str, io: str = "auto", representative=None,
+                     trackable=None) -> bytes:
+    """Convert a fixed-shape concrete function at ``precision`` (see module docstring)."""
+    from isp_tf._keras import tf
+
+    io = resolve_io(precision, io)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative is not None:
+            conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = getattr(tf, io)
+        conv.inference_output_type = getattr(tf, io)
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:  # the converter raises a variety of internal errors
+        raise ExportError(f"TFLite conversion at {precision} failed: {str(exc).splitlines()[0]}") from exc
+
+
+# ---------------------------------------------------------------------------
+# the whole export
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class ExportResult:
+    tflite_path: Optional[str]
+    json_path: Optional[str]
+    tflite: bytes
+    metadata: dict
+    report: object  # NNAPIReport
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite)
+
+
+def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullhd",
+                  tile: Optional[int] = None, weights: Optional[str] = None, small: bool = False,
+                  io: str = "auto", allow_cpu_fallback: bool = False,
+                  calibration_data: Optional[str] = None, calibration_frames_count: int = 8,
+                  parity_input: Optional[str] = None, parity: bool = True, seed: int = 0,
+                  api_level: int = 29, progress: bool = True, log=print) -> ExportResult:
+    """Export ``model`` to ``out`` (a ``.tflite`` path, or None to only return the bytes).
+
+    Raises :class:`ExportError` (bad precision, I/O, size, failed conversion or
+    FP32 parity), :class:`InputShapeError`, :class:`WeightsMismatchError`, or
+    :class:`NNAPIValidationError` when an op would stay on the CPU and
+    ``allow_cpu_fallback`` is false (nothing is written then).
+    """
+    from isp_tf.export import nnapi as nnapi_mod
+    from isp_tf.export.parity import FP32_TOLERANCE, compare, load_parity_input, run_tflite
+    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi
+    from isp_tf.models import get_spec
+
+    io = resolve_io(precision, io)
+    spec = get_spec(model)
+    if tile is not None:
+        tile = int(tile)
+        if tile < 2:
+            raise ExportError(f"--tile {tile}: a tile side must be at least 2 output pixels")
+        frame_hw = (tile, tile)
+        input_hw = model_input_hw(spec, frame_hw, what="tile")
+    else:
+        frame_hw = parse_frame_size(input_size)
+        input_hw = model_input_hw(spec, frame_hw)
+    if out is not None and not str(out).endswith(".tflite"):
+        raise ExportError(f"--out {out}: the file name must end in .tflite")
+
+    loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed)
+    keras_model, swapped = rewrite_for_nnapi(loaded.model) if not loaded.qat else (loaded.model, [])
+    if swapped:
+        log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
+    concrete = fixed_function(keras_model, input_hw)
+
+    representative = None
+    calib_spec = None
+    if precision == "int8":
+        calib_spec = calibration_data or DEFAULT_CALIBRATION
+        frames = calibration_frames(calib_spec, input_hw, calibration_frames_count, seed, progress)
+        representative = lambda: ([f] for f in frames)  # noqa: E731
+    tflite = convert_function(concrete, precision, io, representative, keras_model)
+    mean_fixed: List[int] = []
+    if precision == "int8":
+        tflite, mean_fixed = align_mean_quantization(tflite)
+
+    report = nnapi_mod.check_nnapi(tflite, api_level=api_level)
+    if not report.ok and not allow_cpu_fallback:
+        raise nnapi_mod.nnapi_error(report, f"{spec.name} {precision} export")
+
+    parity_info = None
+    if parity:
+        x, used = load_parity_input(parity_input, input_hw)
+        keras_out = concrete(tf_constant(x))
+        if isinstance(keras_out, (list, tuple, dict)):
+            raise ExportError(f"{spec.name}: the model must have exactly one output to export")
+        reference = keras_out.numpy()
+        candidate = run_tflite(tflite, x)
+        result = compare(reference, candidate, used)
+        parity_info = result.to_dict()
+        if precision == "fp32":
+            parity_info["tolerance"] = FP32_TOLERANCE
+            if result.max_abs_error > FP32_TOLERANCE:
+                raise ExportError(f"FP32 parity failed on {used}: max abs error {result.max_abs_error:.3g} "
+                                  f"> {FP32_TOLERANCE}")
+
+    metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile,
+                              report, parity_info, calib_spec, mean_fixed, swapped)
+    tflite_path = json_path = None
+    if out is not None:
+        tflite_path = str(out)
+        json_path = str(pathlib.Path(out).with_suffix(".json"))
+        with atomic_write(tflite_path) as f:
+            f.write(tflite)
+        with atomic_write(json_path, "w") as f:
+            json.dump(metadata, f, indent=2)
+            f.write("\n")
+    return ExportResult(tflite_path, json_path, tflite, metadata, report)
+
+
+def tf_constant(x):
+    from isp_tf._keras import tf
+    return tf.constant(x)
+
+
+def _tensor_info(details, role: str) -> dict:
+    dtype = np.dtype(details["dtype"]).name
+    info = {"name": details["name"], "shape": [int(d) for d in details["shape"]], "dtype": dtype}
+    if dtype in ("int8", "uint8"):
+        scale, zp = details["quantization"]
+        info["scale"] = float(scale)
+        info["zero_point"] = int(zp)
+        if role == "input":
+            info["quantize"] = "q = clip(round(x / scale) + zero_point) to the dtype's range"
+        else:
+            info["dequantize"] = "x = (q - zero_point) * scale"
+    return info
+
+
+def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_hw, tile, report,
+                   parity_info, calib_spec, mean_fixed, swapped) -> dict:
+    """The JSON written beside the ``.tflite`` (see the README's export section)."""
+    from isp_tf._keras import tf
+    from isp_tf.export.parity import make_interpreter
+
+    interp = make_interpreter(tflite, num_threads=1)
+    (inp,) = interp.get_input_details()
+    outs = interp.get_output_details()
+    inp_info = _tensor_info(inp, "input")
+    inp_info["layout"] = "packed Bayer, channels [R, G1, G2, B] (isp_tf.raw.pack_bayer)"
+    inp_info["normalise"] = ("x = (raw - black_level) / (white_level - black_level), per CFA site, "
+                             "in [0, 1], after cropping the mosaic so its top-left pixel is red")
+    out_info = _tensor_info(outs[0], "output")
+    out_info["layout"] = "sRGB, channels [R, G, B]"
+    out_info["denormalise"] = "sRGB in [0, 1] (the tanh head reaches -0.08..1.08): clip to [0, 1], x 255"
+    meta = {
+        "model": spec.name,
+        "config": loaded.config,
+        "weights": loaded.weights,
+        "weights_sha256": _sha256(loaded.weights) if loaded.weights else None,
+        "qat": loaded.qat,
+        "precision": precision,
+        "io": io,
+        "frame": {"height": frame_hw[0], "width": frame_hw[1]} if tile is None else None,
+        "tile": None if tile is None else {
+            "side": tile, "input_side": input_hw[0],
+            "note": "whole-image statistics (attention pooling, instance norm) are computed over "
+                    "the tile alone; the tiled runner must accept that approximation or "
+                    "provide the whole-frame statistics"},
+        "input": inp_info,
+        "outputs": [out_info] + [_tensor_info(o, "output") for o in outs[1:]],
+        "ops": report.ops_used(),
+        "nnapi": {"api_level": report.api_level, "ok": report.ok, "rejected_ops": report.rejected_ops,
+                  "rules_broken": report.rules_broken(),
+                  "findings": [f.to_dict() for f in report.findings]},
+        "parity": parity_info,
+        "calibration": calib_spec,
+        "export_rewrites": {"keras_layers": list(swapped), "mean_quantization_aligned_ops": mean_fixed},
+        "file_bytes": len(tflite),
+        "tensorflow": tf.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return meta
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+__all__ = ["DEFAULT_CALIBRATION", "ExportResult", "FRAME_SIZES", "IO_TYPES", "LoadedModel", "PRECISIONS",
+           "build_metadata", "calibration_frames", "convert_function", "export_tflite", "fixed_function",
+           "load_export_model", "model_input_hw", "parse_frame_size", "resolve_io"]

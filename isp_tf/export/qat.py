@@ -1,0 +1,204 @@
+"""Quantization-aware training (QAT) with tensorflow-model-optimization.
+
+:func:`quantize_model` wraps a float functional model for QAT: tfmot inserts
+fake-quantisation of weights and activations so fine-tuning learns weights
+that survive int8.  tfmot only knows stock Keras layers; isp_tf's own layers
+are annotated here with a :class:`~tfmot.quantization.keras.QuantizeConfig` of
+ours, registered in ``quantize_scope`` under their class names:
+
+* :class:`NoOpQuantizeConfig` -- pixel reshuffles (``DepthToSpace``,
+  ``SpaceToDepth``): they move values without changing them, and their int8
+  TFLite ops keep the input's scale, so nothing needs quantising.
+* :class:`OutputQuantizeConfig` -- element-wise layers (``ScaledTanh``, and
+  Keras's ``PReLU``, which tfmot does not support): the output is
+  fake-quantised (moving-average range) like a Keras activation; PReLU's slopes
+  stay float in training and are quantized by the converter.
+* :class:`SublayerQuantizeConfig` -- layers with inner Keras layers
+  (``ChannelAttention``, ``InstanceNorm``): their kernels are fake-quantised
+  per output channel (as tfmot does for Conv2D) and the output by moving
+  average.  Inner activations are not fake-quantised during training; their
+  int8 ranges come from calibration at export (``export_tflite`` always passes
+  a representative dataset), which is where we differ from a fully simulated
+  QAT graph -- tfmot cannot reach inside a custom layer.
+
+Saving and loading: :func:`save_qat_weights` writes an ordinary isp_tf
+weights file (:mod:`isp_tf.models.weights`, tagged with the model name and
+config) with one more attribute, ``isp_tf_qat``; :func:`load_qat_model`
+rebuilds ``quantize_model(create_model(name, **config))`` and loads it, and
+``export/export_to_tflite.py --weights FILE`` recognises such files and
+exports them as int8.  (Per STACK.md: never ``.keras`` files for QAT models.)
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Tuple
+
+from isp_tf._keras import keras, tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tfmot)
+from isp_tf.errors import WeightsMismatchError
+
+import tensorflow_model_optimization as tfmot  # noqa: E402
+
+_q = tfmot.quantization.keras
+QAT_ATTR = "isp_tf_qat"
+
+__all__ = ["NoOpQuantizeConfig", "OutputQuantizeConfig", "SublayerQuantizeConfig", "custom_objects",
+           "is_qat_weights", "load_qat_model", "qat_scope", "quantize_model", "save_qat_weights"]
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class NoOpQuantizeConfig(_q.QuantizeConfig):
+    """Quantise nothing: for layers that only move values (depth/space reshuffles)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class OutputQuantizeConfig(NoOpQuantizeConfig):
+    """Fake-quantise the layer's output (8-bit, asymmetric, moving-average range)."""
+
+    def get_output_quantizers(self, layer):
+        return [_q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                     narrow_range=False)]
+
+
+def _kernels(layer):
+    """Every ``kernel`` variable of the Conv/Dense layers nested in ``layer``."""
+    found = []
+    for sub in layer._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
+        if isinstance(sub, (keras.layers.Conv2D, keras.layers.Dense)) and getattr(sub, "kernel", None) is not None:
+            found.append(sub)
+    return found
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class SublayerQuantizeConfig(OutputQuantizeConfig):
+    """Fake-quantise the kernels of inner Conv2D/Dense layers (per output channel,
+    symmetric, narrow range: tfmot's Conv2D scheme) and the layer's output."""
+
+    def get_weights_and_quantizers(self, layer):
+        return [(sub.kernel, _q.quantizers.LastValueQuantizer(num_bits=8, per_axis=True, symmetric=True,
+                                                              narrow_range=True))
+                for sub in _kernels(layer)]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        subs = _kernels(layer)
+        if len(subs) != len(quantize_weights):
+            raise ValueError(f"{layer.name}: {len(quantize_weights)} quantized kernels for {len(subs)} layers")
+        for sub, kernel in zip(subs, quantize_weights):
+            sub.kernel = kernel
+
+
+def _layer_configs() -> Dict[str, type]:
+    """isp_tf layer class name -> QuantizeConfig class."""
+    return {
+        "PReLU": OutputQuantizeConfig,  # tfmot has no PReLU scheme; alpha is quantized at conversion
+        "DepthToSpace": NoOpQuantizeConfig,
+        "SpaceToDepth": NoOpQuantizeConfig,
+        "ScaledTanh": OutputQuantizeConfig,
+        "ChannelAttention": SublayerQuantizeConfig,
+        "InstanceNorm": SublayerQuantizeConfig,
+    }
+
+
+def custom_objects() -> Dict[str, object]:
+    """Names ``quantize_scope`` needs to rebuild an annotated isp_tf model."""
+    from isp_tf import layers as isp_layers
+
+    objects = {name: getattr(isp_layers, name) for name in _layer_configs() if hasattr(isp_layers, name)}
+    objects.update({"NoOpQuantizeConfig": NoOpQuantizeConfig, "OutputQuantizeConfig": OutputQuantizeConfig,
+                    "SublayerQuantizeConfig": SublayerQuantizeConfig})
+    return objects
+
+
+@contextlib.contextmanager
+def qat_scope():
+    """``tfmot.quantization.keras.quantize_scope`` with isp_tf's layers and configs."""
+    with _q.quantize_scope(custom_objects()):
+        yield
+
+
+def quantize_model(model):
+    """Wrap a float functional/sequential ``model`` for quantization-aware training.
+
+    Stock Keras layers get tfmot's default 8-bit scheme; isp_tf layers get the
+    configs above; any other custom layer class is refused with its name
+    (tfmot would fail later with an opaque cloning error).
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_mod)
+
+    registry = registry_mod.Default8BitQuantizeRegistry()
+    configs = _layer_configs()
+    unknown = sorted({type(layer).__name__ for layer in model.layers
+                      if not isinstance(layer, keras.layers.InputLayer)
+                      and type(layer).__name__ not in configs and not registry.supports(layer)})
+    if unknown:
+        raise ValueError(f"quantize_model: no QuantizeConfig for layer class(es) {', '.join(unknown)}; "
+                         "add them to isp_tf.export.qat._layer_configs")
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        cls = configs.get(type(layer).__name__)
+        if cls is not None:
+            return _q.quantize_annotate_layer(layer, quantize_config=cls())
+        return _q.quantize_annotate_layer(layer)
+
+    with qat_scope():
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        return _q.quantize_apply(annotated)
+
+
+def save_qat_weights(qat_model, path, model_name: str, config: dict):
+    """Save a :func:`quantize_model` model's weights, tagged as QAT (see module docstring)."""
+    import h5py
+
+    from isp_tf.models.weights import save_weights
+
+    path = save_weights(qat_model, path, model_name, config)
+    with h5py.File(path, "a") as f:
+        f.attrs[QAT_ATTR] = 1
+    return path
+
+
+def is_qat_weights(path) -> bool:
+    """Whether ``path`` was written by :func:`save_qat_weights`."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get(QAT_ATTR, 0))
+    except OSError:
+        return False
+
+
+def load_qat_model(path, expected_name: str = None) -> Tuple[object, dict]:
+    """Rebuild and load a QAT model saved by :func:`save_qat_weights`; ``(model, config)``."""
+    from isp_tf.models import create_model
+    from isp_tf.models.weights import load_weights_into, read_header
+
+    name, config = read_header(path)
+    if name is None:
+        raise WeightsMismatchError(f"{path}: QAT weights carry no isp_tf model name")
+    if expected_name and name != expected_name:
+        raise WeightsMismatchError(f"{path} holds QAT weights of model {name!r}, not of {expected_name!r}")
+    model = quantize_model(create_model(name, **(config or {})))
+    load_weights_into(model, path, name)
+    return model, dict(config or {})

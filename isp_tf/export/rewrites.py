@@ -1,0 +1,368 @@
+"""Export-time rewrites: the same math, written with ops NNAPI 1.2 delegates.
+
+Two kinds:
+
+**Keras level** (before conversion).  Building blocks that compute what the
+usual Keras/TF op computes, exported as delegated ops, and
+:func:`rewrite_for_nnapi`, which clones a functional model swapping the layers
+it knows:
+
+=============================  ==================================================
+usual op (refused at API 29)   rewrite (delegated ops)
+=============================  ==================================================
+ELU (API 30)                   :func:`elu`: relu(x) + alpha * (exp(min(x, 0)) - 1)
+bilinear resize, half-pixel    :class:`ResizeBilinear`: integer up-factors as
+(TF2 / UpSampling2D default)   depthwise 3x3 phases + DEPTH_TO_SPACE, integer
+                               down-factors as STRIDED_SLICE / AVERAGE_POOL_2D
+nearest UpSampling2D           :class:`UpsampleNearest`: CONCATENATION + DEPTH_TO_SPACE
+PyTorch pixel shuffle (6-D)    :func:`pixel_shuffle_crd`: GATHER + DEPTH_TO_SPACE
+instance norm via moments      :func:`instance_norm`: MEAN, SUB, MUL, ADD, RSQRT
+PReLU as arithmetic            :func:`prelu`: ``keras.layers.PReLU`` (the PRELU op)
+=============================  ==================================================
+
+The models' own layers (:mod:`isp_tf.layers`) already emit good ops; these are
+for layers that cannot (stock Keras layers in a model, code written outside
+isp_tf).  Raw TF calls inside ``Lambda`` layers cannot be swapped: write them
+with these functions.
+
+**Flatbuffer level** (after conversion).  :func:`align_mean_quantization`:
+NNAPI's quantized MEAN needs the output scale and zero point equal to the
+input's, while the TFLite quantizer calibrates the output on its own.  The pass
+gives the output the input's parameters (the mean of values lies in their
+range, so nothing clips; the output just keeps the input's resolution),
+follows the tensor through same-scale ops (RESHAPE, SQUEEZE...) and re-scales
+the int32 bias of a consuming convolution so the integer arithmetic stays
+exact.
+"""
+from __future__ import annotations
+
+import copy
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from isp_tf._keras import keras, tf
+from isp_tf.errors import ExportError
+
+__all__ = ["ResizeBilinear", "UpsampleNearest", "align_mean_quantization", "elu", "export_elu",
+           "instance_norm", "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi"]
+
+
+# ---------------------------------------------------------------------------
+# Keras-level building blocks
+# ---------------------------------------------------------------------------
+def elu(x, alpha: float = 1.0):
+    """ELU as ``relu(x) + alpha * (exp(min(x, 0)) - 1)``: RELU, MINIMUM, EXP, SUB, MUL, ADD.
+
+    Equal to ``tf.nn.elu`` (up to float rounding: ``exp(x) - 1`` instead of
+    ``expm1``, about 1e-7 absolute near 0).  The ELU op needs API 30.
+    """
+    neg = tf.exp(tf.minimum(x, 0.0)) - 1.0
+    return tf.nn.relu(x) + (neg if alpha == 1.0 else alpha * neg)
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+def export_elu(x):
+    """``activation=export_elu``: :func:`elu` with alpha 1 as a Keras activation."""
+    return elu(x)
+
+
+def prelu(name: Optional[str] = None, shared_axes=(1, 2)):
+    """A PReLU layer exported as the single PRELU op (not NEG/RELU/MUL arithmetic)."""
+    return keras.layers.PReLU(shared_axes=list(shared_axes), name=name)
+
+
+def instance_norm(x, scale=None, shift=None, epsilon: float = 1e-3):
+    """Instance norm from MEAN, SUB, MUL, ADD, RSQRT (no SQUARED_DIFFERENCE).
+
+    Two-pass variance ``mean((x - m) * (x - m))``, as ``tf.nn.moments`` computes
+    it, written with MUL so no SQUARED_DIFFERENCE op appears.
+    """
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    centred = x - mean
+    var = tf.reduce_mean(centred * centred, axis=[1, 2], keepdims=True)
+    y = centred * tf.math.rsqrt(var + epsilon)
+    if scale is not None:
+        y = y * scale
+    if shift is not None:
+        y = y + shift
+    return y
+
+
+def pixel_shuffle_crd(x, block: int):
+    """PyTorch ``pixel_shuffle`` (channel order C, dy, dx) without a 6-D reshape.
+
+    A constant channel permutation (GATHER) turns PyTorch's order into
+    TensorFlow's depth-to-space order (dy, dx, C), then DEPTH_TO_SPACE.
+    """
+    c_in = int(x.shape[-1])
+    c = c_in // (block * block)
+    if c * block * block != c_in:
+        raise ValueError(f"pixel_shuffle: {c_in} channels is not a multiple of {block}^2")
+    perm = [ci * block * block + dy * block + dx
+            for dy in range(block) for dx in range(block) for ci in range(c)]
+    return tf.nn.depth_to_space(tf.gather(x, perm, axis=3), block)
+
+
+def _edge_pad(x, axis: int, before: int, after: int):
+    """Replicate the border (what a half-pixel resize clamps to) with slices + concat."""
+    parts = []
+    if before:
+        parts += [_take(x, axis, 0, 1)] * before
+    parts.append(x)
+    if after:
+        parts += [_take(x, axis, -1, None)] * after
+    return tf.concat(parts, axis=axis)
+
+
+def _take(x, axis, start, stop):
+    index = [slice(None)] * 4
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def _phase_weights(factor: int) -> List[np.ndarray]:
+    """For output offset r in [0, factor): weights on input (i-1, i, i+1)."""
+    out = []
+    for r in range(factor):
+        d = (r + 0.5) / factor - 0.5  # where output k*i + r samples, relative to i
+        w = np.zeros(3, np.float64)
+        if d < 0:
+            w[0], w[1] = -d, 1.0 + d
+        else:
+            w[1], w[2] = 1.0 - d, d
+        out.append(w)
+    return out
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class ResizeBilinear(keras.layers.Layer):
+    """``tf.image.resize(x, (h*f, w*f), 'bilinear')`` (half-pixel centres) by an integer factor.
+
+    ``factor > 1`` (up): the k x k output phases are depthwise 3x3 convolutions
+    of the edge-padded input, concatenated in depth-to-space order, then
+    DEPTH_TO_SPACE -- exactly TF2's half-pixel bilinear upsampling (borders
+    clamp, as TF does).  ``factor < 0`` means down by ``-factor``: odd factors
+    sample one pixel (STRIDED_SLICE), even ones average the two middle pixels
+    of each window (slice + AVERAGE_POOL_2D 2x2).  Non-integer ratios are
+    refused: resize with both align flags false then, accepting the shifted
+    sampling grid.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        factor = int(factor)
+        if factor in (0, 1, -1):
+            raise ValueError(f"ResizeBilinear factor must be >= 2 or <= -2, got {factor}")
+        self.factor = factor
+
+    def call(self, x):
+        if self.factor < 0:
+            return self._down(x, -self.factor)
+        k = self.factor
+        channels = int(x.shape[-1])
+        xp = _edge_pad(_edge_pad(x, 1, 1, 1), 2, 1, 1)
+        weights = _phase_weights(k)
+        phases = []
+        for ry in range(k):
+            for rx in range(k):
+                kernel = np.outer(weights[ry], weights[rx]).astype(np.float32)
+                kernel = np.tile(kernel[:, :, None, None], (1, 1, channels, 1))
+                phases.append(tf.nn.depthwise_conv2d(xp, kernel, [1, 1, 1, 1], "VALID"))
+        return tf.nn.depth_to_space(tf.concat(phases, axis=-1), k)
+
+    @staticmethod
+    def _down(x, k):
+        if k % 2:
+            off = (k - 1) // 2
+            return x[:, off::k, off::k, :]
+        off = k // 2 - 1
+        return tf.nn.avg_pool2d(x[:, off:, off:, :], 2, k, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = tf.TensorShape(input_shape).as_list()
+        f = lambda d: None if d is None else (d * self.factor if self.factor > 0 else d // -self.factor)  # noqa: E731
+        return tf.TensorShape([b, f(h), f(w), c])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class UpsampleNearest(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer factor: CONCATENATION + DEPTH_TO_SPACE.
+
+    Equal to ``UpSampling2D(k, interpolation='nearest')`` (whose
+    RESIZE_NEAREST_NEIGHBOR has half_pixel_centers set, refused at API 29).
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+        if self.factor < 2:
+            raise ValueError(f"UpsampleNearest factor must be >= 2, got {factor}")
+
+    def call(self, x):
+        return tf.nn.depth_to_space(tf.concat([x] * (self.factor ** 2), axis=-1), self.factor)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = tf.TensorShape(input_shape).as_list()
+        f = lambda d: None if d is None else d * self.factor  # noqa: E731
+        return tf.TensorShape([b, f(h), f(w), c])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _swap_layer(layer):
+    """The delegable replacement of ``layer`` (a fresh layer), or None to keep a copy."""
+    if isinstance(layer, keras.layers.ELU):
+        alpha = float(layer.get_config().get("alpha", 1.0))
+        if alpha == 1.0:
+            return keras.layers.Activation(export_elu, name=layer.name)
+        return keras.layers.Lambda(lambda x, a=alpha: elu(x, a), name=layer.name)
+    if isinstance(layer, keras.layers.UpSampling2D):
+        cfg = layer.get_config()
+        size = tuple(cfg["size"])
+        if size[0] != size[1]:
+            raise ExportError(f"{layer.name}: UpSampling2D size {size} is not square; "
+                              "no NNAPI-1.2 rewrite")
+        if cfg.get("interpolation", "nearest") == "nearest":
+            return UpsampleNearest(size[0], name=layer.name)
+        if cfg["interpolation"] == "bilinear":
+            return ResizeBilinear(size[0], name=layer.name)
+        raise ExportError(f"{layer.name}: UpSampling2D interpolation {cfg['interpolation']!r} "
+                          "has no NNAPI-1.2 rewrite")
+    cfg = layer.get_config()
+    if cfg.get("activation") == "elu":
+        cfg = dict(cfg, activation=export_elu)
+        return layer.__class__.from_config(cfg)
+    return None
+
+
+def rewrite_for_nnapi(model):
+    """Clone a functional/sequential ``model`` with ELU and UpSampling2D layers (and
+    ``activation='elu'``) replaced by their delegable equivalents; weights are copied.
+
+    Returns ``(new_model, names)`` where ``names`` lists the layers swapped
+    (``model`` itself when nothing needed swapping).
+    """
+    swapped: List[str] = []
+
+    def clone(layer):
+        new = _swap_layer(layer)
+        if new is None:
+            return layer.__class__.from_config(layer.get_config())
+        swapped.append(layer.name)
+        return new
+
+    if not any(_swap_layer(layer) is not None for layer in model.layers):
+        return model, []
+    new_model = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, new_model.layers):
+        if old.weights:
+            new.set_weights(old.get_weights())
+    return new_model, swapped
+
+
+# ---------------------------------------------------------------------------
+# Flatbuffer-level pass
+# ---------------------------------------------------------------------------
+#: ops whose int8 kernels require output params equal to input params
+_SAME_SCALE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
+               "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER", "TILE", "MAX_POOL_2D", "PAD"}
+#: ops that read their input's params at prepare time (free to change)
+_RESCALING = {"ADD", "SUB", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "PRELU",
+              "LEAKY_RELU", "MAXIMUM", "MINIMUM", "MEAN", "QUANTIZE", "DEQUANTIZE", "SUM",
+              "HARD_SWISH", "SOFTMAX", "RSQRT", "SQRT", "EXP", "REDUCE_MAX", "REDUCE_MIN",
+              "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "L2_NORMALIZATION"}
+#: consumers whose bias is quantized with the input's scale: op -> (input slot, bias slot)
+_BIASED = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (0, 2), "FULLY_CONNECTED": (0, 2),
+           "TRANSPOSE_CONV": (2, 3)}
+
+
+def _plan(graph, tensor_index, plan, seen):
+    """Collect what must change if ``tensor_index`` changes its params; False if unsupported."""
+    for op in graph.consumers(tensor_index):
+        slots = [i for i, t in enumerate(op.inputs) if t is not None and t.index == tensor_index]
+        if op.name in _SAME_SCALE:
+            out = op.outputs[0]
+            if out.index not in seen:
+                seen.add(out.index)
+                plan["tensors"].append(out.index)
+                if not _plan(graph, out.index, plan, seen):
+                    return False
+        elif op.name in _BIASED:
+            act_slot, bias_slot = _BIASED[op.name]
+            if slots != [act_slot]:
+                return False
+            if op.input(bias_slot) is not None:
+                plan["biases"].append((op.index, bias_slot, op.input(1).index))
+        elif op.name not in _RESCALING:
+            return False
+    return True
+
+
+def align_mean_quantization(tflite: bytes) -> Tuple[bytes, List[int]]:
+    """Give every quantized MEAN's output its input's scale and zero point.
+
+    Returns the new flatbuffer and the indices of the MEAN ops changed (the
+    input bytes unchanged when there are none).  A MEAN whose output feeds an
+    op this pass does not know is left alone (the validator will still name it).
+    """
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    graph = read_tflite(tflite)
+    model = graph.model
+    sg = model.subgraphs[0]
+    changed: List[int] = []
+    for op in graph.operators:
+        if op.name != "MEAN":
+            continue
+        src, out = op.input(0), op.outputs[0]
+        if src is None or not src.quantized or not out.quantized:
+            continue
+        if src.scale[:1] == out.scale[:1] and src.zero_point[:1] == out.zero_point[:1]:
+            continue
+        plan = {"tensors": [out.index], "biases": []}
+        if not _plan(graph, out.index, plan, {out.index}):
+            continue
+        new_scale, new_zp = src.scale[0], src.zero_point[0]
+        old_scale = out.scale[0]  # every tensor in the plan shares it (same-scale chain)
+        for t_index in plan["tensors"]:
+            q = sg.tensors[t_index].quantization
+            q.scale = np.array([new_scale], np.float32)
+            q.zeroPoint = np.array([new_zp], np.int64)
+        for op_index, bias_slot, weight_index in plan["biases"]:
+            _rescale_bias(model, sg, sg.operators[op_index], bias_slot, weight_index,
+                          old_scale, new_scale)
+        changed.append(op.index)
+    if not changed:
+        return tflite, []
+    return write_tflite(model), changed
+
+
+def _rescale_bias(model, sg, consumer, bias_slot, weight_index, in_old, in_new):
+    """Re-quantise a consumer's int32 bias from input scale ``in_old`` to ``in_new``
+    (into a fresh tensor and buffer, since constants may be shared)."""
+    from isp_tf.export.flatbuffer import schema
+
+    bias_t = sg.tensors[consumer.inputs[bias_slot]]
+    buf = model.buffers[bias_t.buffer]
+    if bias_t.type != schema.TensorType.INT32 or buf.data is None:
+        raise ExportError("align_mean_quantization: bias is not a constant int32 tensor")
+    values = np.frombuffer(np.asarray(buf.data, np.uint8).tobytes(), np.int32).astype(np.float64)
+    values = np.clip(np.round(values * (in_old / in_new)), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    w_scale = np.asarray(sg.tensors[weight_index].quantization.scale, np.float64)
+    new_buf = schema.BufferT()
+    new_buf.data = np.frombuffer(values.tobytes(), np.uint8)
+    model.buffers.append(new_buf)
+    new_t = copy.deepcopy(bias_t)
+    new_t.buffer = len(model.buffers) - 1
+    new_t.quantization.scale = (w_scale * in_new).astype(np.float32)
+    new_t.name = (bias_t.name or b"bias") + b"/mean_aligned" if isinstance(bias_t.name, bytes) \
+        else f"{bias_t.name or 'bias'}/mean_aligned"
+    sg.tensors.append(new_t)
+    inputs = np.array(consumer.inputs, copy=True)
+    inputs[bias_slot] = len(sg.tensors) - 1
+    consumer.inputs = inputs

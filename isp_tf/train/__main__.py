@@ -1,0 +1,166 @@
+"""``python -m isp_tf.train``: train a model from its recipe.
+
+Examples::
+
+    # MicroISP on synthetic pairs and renders of real RAW files
+    python -m isp_tf.train --model microisp --data synthetic:64 \\
+        --data rendered:../shared/raw_samples --out runs/microisp
+
+    # PyNET, level by level; each level starts from the previous one in --out
+    for k in 5 4 3 2 1 0; do
+        python -m isp_tf.train --model pynet --level $k --data zurich:/data/zurich --out runs/pynet
+    done
+
+    # continue a run that was killed, with the same step and optimizer state
+    python -m isp_tf.train --out runs/microisp --resume
+
+    # quantization-aware fine-tuning of a trained run (writes runs/microisp/qat/)
+    python -m isp_tf.train --model microisp --data synthetic:64 --out runs/microisp --qat
+
+Exit status: 0 on success, 2 for bad input (unknown model, bad --data spec,
+missing files, weights of another model...), 130 when interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from isp_tf.errors import IspTfError, MissingFileError
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+#: flags that change what is trained; --resume refuses them (the run folder decides)
+_SETTING_FLAGS = ("model", "data", "val_data", "recipe", "level", "epochs", "steps_per_epoch",
+                  "batch_size", "patch_size", "lr", "small", "seed", "init_from", "vgg",
+                  "checkpoint_every", "validation_steps", "deterministic")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from isp_tf.models import available_models
+
+    p = argparse.ArgumentParser(
+        prog="python -m isp_tf.train", description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help=f"model to train: {', '.join(available_models())}")
+    p.add_argument("--data", action="append", metavar="LAYOUT:PATH",
+                   help="training data, repeatable: paired:, zurich:, fivek:, paramisp:, rendered:PATH "
+                        "or synthetic[:N]")
+    p.add_argument("--val-data", action="append", metavar="LAYOUT:PATH",
+                   help="validation data (default: the 'val' split of --data)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder (PyNET: RUN_DIR/level_<k>; --qat: .../qat)")
+    p.add_argument("--recipe", metavar="FILE", help="recipe JSON (default: the model's own in isp_tf/train/recipes)")
+    p.add_argument("--level", type=int, choices=range(6), metavar="{5..0}",
+                   help="PyNET level to train; level k starts from level k+1's weights")
+    p.add_argument("--init-from", metavar="RUN_DIR|WEIGHTS",
+                   help="start from these weights (a run folder or a .weights.h5); PyNET finds the "
+                        "previous level in --out by itself")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint, settings as stored")
+    g = p.add_argument_group("recipe overrides")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--steps-per-epoch", type=int)
+    g.add_argument("--batch-size", type=int, help="global batch size")
+    g.add_argument("--patch-size", type=int, help="RGB patch side (packed input is half)")
+    g.add_argument("--lr", type=float, help="base learning rate")
+    g.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    g.add_argument("--validation-steps", type=int, metavar="BATCHES")
+    p.add_argument("--small", action="store_true", help="the model's tiny test configuration")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialisation and data order (default 0)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy; multiworker reads TF_CONFIG")
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware fine-tuning of the trained model in --out (or --init-from)")
+    p.add_argument("--vgg", metavar="PATH", help="VGG-19 weights file or folder (default: vgg_pretrained/)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="enable TensorFlow op determinism (bit-exact reruns, slower on GPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_specs(specs, flag):
+    from isp_tf.data.layouts import parse_spec
+
+    for spec in specs or ():
+        parse_spec(spec)
+
+
+def _settings_from_args(args, parser):
+    from isp_tf.models import get_spec
+    from isp_tf.train.recipe import qat_recipe, resolve_recipe
+    from isp_tf.train.trainer import FINAL_WEIGHTS, RunSettings
+
+    if not args.model or not args.data:
+        parser.error("--model and --data are required (unless --resume)")
+    spec = get_spec(args.model)
+    out = pathlib.Path(args.out)
+    overrides = dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                     patch_size=args.patch_size, learning_rate=args.lr, checkpoint_every=args.checkpoint_every,
+                     validation_steps=args.validation_steps)
+    recipe = resolve_recipe(spec.name, level=args.level, path=args.recipe,
+                            overrides=None if args.qat else overrides)
+    run_dir = out if recipe.level is None else out / f"level_{recipe.level}"
+    init_from = args.init_from
+    if args.qat:
+        init_from = init_from or str(run_dir)
+        run_dir = run_dir / "qat"
+        recipe = qat_recipe(recipe, overrides)
+    elif recipe.level is not None and recipe.level < 5 and not init_from:
+        previous = out / f"level_{recipe.level + 1}"
+        if not (previous / FINAL_WEIGHTS).is_file():
+            raise MissingFileError(
+                f"{spec.name} level {recipe.level} starts from level {recipe.level + 1}'s weights, "
+                f"which are not in {previous}: train --level {recipe.level + 1} with the same --out "
+                f"first, or pass --init-from")
+        init_from = str(previous)
+    config = dict(spec.small_config if args.small else spec.default_config)
+    config.pop("level", None)
+    settings = RunSettings(model=spec.name, model_config=config, data=list(args.data), recipe=recipe,
+                           val_data=list(args.val_data) if args.val_data else None,
+                           seed=0 if args.seed is None else args.seed, small=args.small, init_from=init_from,
+                           qat=args.qat, vgg=args.vgg, deterministic=args.deterministic)
+    return settings, run_dir
+
+
+def _resume_dir(args) -> pathlib.Path:
+    out = pathlib.Path(args.out)
+    if args.level is not None:
+        out = out / f"level_{args.level}"
+    return out / "qat" if args.qat else out
+
+
+def main(argv=None, callbacks=()) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.resume:
+            given = [f"--{k.replace('_', '-')}" for k in _SETTING_FLAGS
+                     if getattr(args, k) not in (None, False)]
+            if given:
+                parser.error(f"--resume continues the run as stored in its run.json; drop {', '.join(given)}")
+        _check_specs(args.data, "--data")
+        _check_specs(args.val_data, "--val-data")
+        from isp_tf.train.trainer import make_strategy, read_run, train
+
+        strategy = make_strategy(args.strategy)  # before any other TensorFlow work
+        if args.resume:
+            run_dir = _resume_dir(args)
+            settings = read_run(run_dir)
+        else:
+            settings, run_dir = _settings_from_args(args, parser)
+        result = train(settings, run_dir, strategy=strategy, resume=args.resume,
+                       callbacks=callbacks, verbose=0 if args.quiet else 1)
+    except IspTfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    if result.history and not args.quiet:
+        last = result.history[-1]
+        print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

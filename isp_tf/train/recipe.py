@@ -1,0 +1,184 @@
+"""Training recipes: one JSON file per model in ``isp_tf/train/recipes/``.
+
+A recipe holds everything a run needs besides the data: optimizer, learning
+rate schedule, batch and patch size, loss terms, epochs and steps.  Models
+trained in stages (PyNET's levels) keep the shared values at the top and the
+per-level ones under ``"levels"``.  Command-line flags override single values
+(:func:`resolve_recipe`); the resolved recipe is stored in the run folder so
+``--resume`` continues with exactly the same settings.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pathlib
+from typing import Any, Dict, Mapping, Optional
+
+from isp_tf.errors import IspTfError
+from isp_tf.losses import LOSS_TERMS
+
+RECIPE_DIR = pathlib.Path(__file__).resolve().parent / "recipes"
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "piecewise")
+
+
+class RecipeError(IspTfError, ValueError):
+    """A recipe file or a command-line override is invalid; the message names the field."""
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A fully resolved recipe (one level, overrides applied).
+
+    Attributes:
+      model: registry name.
+      optimizer: ``{"name": "adam"|"adamw"|"sgd", "learning_rate": float, ...}``;
+        other keys go to the Keras optimizer.
+      lr_schedule: ``{"name": "constant"}``, ``{"name": "cosine", "warmup_steps",
+        "alpha"}`` (decays over the whole run) or ``{"name": "piecewise",
+        "boundaries": [steps], "factors": [...]}`` (factors multiply the base rate).
+      batch_size: global batch (split over replicas under tf.distribute).
+      patch_size: side of the RGB target patch; the packed input is half of it.
+      epochs, steps_per_epoch: the run lasts ``epochs * steps_per_epoch`` steps.
+      loss: term -> weight, see :class:`isp_tf.losses.CompositeLoss`.
+      augment: random flips / 90-degree rotations of training patches.
+      validation_steps: at most this many validation batches each epoch.
+      checkpoint_every: steps between checkpoints (``None``: once per epoch).
+      log_every: steps between TensorBoard scalars.
+      level: PyNET level trained by this recipe, else ``None``.
+      qat: overrides used by ``--qat`` fine-tuning (epochs, steps, learning rate...).
+    """
+
+    model: str
+    optimizer: Dict[str, Any]
+    lr_schedule: Dict[str, Any]
+    batch_size: int
+    patch_size: int
+    epochs: int
+    steps_per_epoch: int
+    loss: Dict[str, float]
+    augment: bool = True
+    validation_steps: int = 8
+    checkpoint_every: Optional[int] = None
+    log_every: int = 10
+    level: Optional[int] = None
+    qat: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    about: str = ""
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer["learning_rate"])
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise RecipeError(f"unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        try:
+            recipe = cls(**data)
+        except TypeError as exc:
+            raise RecipeError(f"incomplete recipe: {exc}") from None
+        recipe.validate()
+        return recipe
+
+    def validate(self) -> None:
+        def positive_int(name, value):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RecipeError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("batch_size", "patch_size", "epochs", "steps_per_epoch", "validation_steps", "log_every"):
+            positive_int(name, getattr(self, name))
+        if self.checkpoint_every is not None:
+            positive_int("checkpoint_every", self.checkpoint_every)
+        if self.patch_size % 2:
+            raise RecipeError(f"patch_size is the RGB patch side and must be even, got {self.patch_size}")
+        if self.optimizer.get("name") not in OPTIMIZERS:
+            raise RecipeError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, "
+                              f"got {self.optimizer.get('name')!r}")
+        lr = self.optimizer.get("learning_rate")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise RecipeError(f"optimizer.learning_rate must be a positive number, got {lr!r}")
+        if self.lr_schedule.get("name") not in SCHEDULES:
+            raise RecipeError(f"lr_schedule.name must be one of {', '.join(SCHEDULES)}, "
+                              f"got {self.lr_schedule.get('name')!r}")
+        if not self.loss or any(k not in LOSS_TERMS for k in self.loss):
+            raise RecipeError(f"loss must map terms out of {', '.join(LOSS_TERMS)} to weights, got {self.loss!r}")
+
+
+def recipe_path(model: str) -> pathlib.Path:
+    """The shipped recipe file of ``model`` (from its registry spec)."""
+    from isp_tf.models import get_spec
+
+    spec = get_spec(model)
+    if not spec.recipe:
+        raise RecipeError(f"model {model!r} has no training recipe; pass --recipe FILE")
+    return RECIPE_DIR / spec.recipe
+
+
+def read_recipe_file(path) -> Dict[str, Any]:
+    path = pathlib.Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"recipe file {path} is not valid JSON: {exc}") from None
+
+
+def resolve_recipe(model: str, *, level: Optional[int] = None, path=None,
+                   overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
+    """Read ``model``'s recipe (or ``path``), pick ``level`` and apply ``overrides``.
+
+    ``overrides`` keys are Recipe fields (``epochs``, ``batch_size``...) plus
+    ``learning_rate``; ``None`` values are ignored (flags not given).
+    """
+    data = copy.deepcopy(read_recipe_file(path or recipe_path(model)))
+    levels = data.pop("levels", None)
+    if data.get("model", model) != model:
+        raise RecipeError(f"recipe {path} is for model {data['model']!r}, not {model!r}")
+    data["model"] = model
+    if levels is not None:
+        if level is None:
+            raise RecipeError(f"{model} is trained level by level: pass --level "
+                              f"({', '.join(sorted(levels, reverse=True))})")
+        if str(level) not in levels:
+            raise RecipeError(f"{model} has no level {level}; levels: {', '.join(sorted(levels, reverse=True))}")
+        data.update(copy.deepcopy(levels[str(level)]))
+        data["level"] = int(level)
+    elif level is not None:
+        raise RecipeError(f"{model} is not trained by levels; drop --level")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "learning_rate":
+            data.setdefault("optimizer", {})["learning_rate"] = value
+        else:
+            data[key] = value
+    return Recipe.from_dict(data)
+
+
+def qat_recipe(recipe: Recipe, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
+    """The recipe of ``--qat`` fine-tuning: ``recipe`` with its ``qat`` section applied."""
+    data = recipe.to_dict()
+    qat = dict(data.pop("qat") or {})
+    if "learning_rate" in qat:
+        data["optimizer"] = dict(data["optimizer"], learning_rate=qat.pop("learning_rate"))
+    data.update(qat)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "learning_rate":
+            data["optimizer"]["learning_rate"] = value
+        else:
+            data[key] = value
+    return Recipe.from_dict(data)

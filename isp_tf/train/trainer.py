@@ -1,0 +1,454 @@
+"""The training loop behind ``python -m isp_tf.train``.
+
+A custom loop rather than ``Model.fit``, for one property: **the data of step
+``s`` is a function of ``(seed, s)`` only**.  The training stream is one
+endless, seeded ``tf.data`` pipeline (stateless crops and augmentation, see
+:mod:`isp_tf.data.pipeline`); a run that starts at step ``s`` skips the first
+``s`` batches of it.  Checkpoints hold the model, the optimizer (its moments
+and iteration count, which also drives the learning-rate schedule), the step
+and the epoch, so a run killed at any moment and restarted with ``--resume``
+continues from the last checkpoint and ends with the same weights as a run
+that was never interrupted.  ``Model.fit`` restarts epochs from their first
+batch, which would break this for a kill in mid-epoch.
+
+Epochs are chunks of ``steps_per_epoch`` steps of that stream; after each
+one the model is validated (PSNR, SSIM) and a checkpoint is written.
+
+Distribution (``tf.distribute``): the batch size is global; each replica
+gets its share (``experimental_distribute_dataset``), per-example losses are
+averaged over the global batch (``tf.nn.compute_average_loss``) and the
+optimizer sums the replicas' gradients.  Validation runs in the
+cross-replica context on every worker (no collectives), the chief writes
+TensorBoard logs, checkpoints and the final weights; other workers write
+their checkpoints to a scratch folder that is removed at the end (as the
+TensorFlow multi-worker guide prescribes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from isp_tf._keras import keras, tf
+from isp_tf.errors import IspTfError, MissingFileError, WeightsMismatchError
+from isp_tf.losses import CompositeLoss, metrics
+from isp_tf.train.recipe import Recipe, RecipeError
+
+RUN_FILE = "run.json"
+FINAL_WEIGHTS = "final.weights.h5"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+HISTORY_FILE = "history.json"
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """Everything that defines a run; stored as ``run.json`` in the run folder.
+
+    Attributes:
+      model: registry name.
+      model_config: keyword arguments of ``create_model`` (the small test
+        config already merged when ``small``).
+      data, val_data: ``"LAYOUT:PATH"`` specs; ``val_data`` defaults to the
+        ``val`` split of ``data``.
+      recipe: the resolved :class:`Recipe`.
+      seed: seeds model initialisation and the data stream.
+      init_from: weights file or run folder to start from (not for ``--resume``).
+      qat: this run fine-tunes quantization-aware (``isp_tf.export.qat``).
+      vgg: VGG-19 weights file or folder for the ``vgg`` loss term.
+      deterministic: ``tf.config.experimental.enable_op_determinism()``.
+    """
+
+    model: str
+    model_config: Dict[str, Any]
+    data: List[str]
+    recipe: Recipe
+    val_data: Optional[List[str]] = None
+    seed: int = 0
+    small: bool = False
+    init_from: Optional[str] = None
+    qat: bool = False
+    vgg: Optional[str] = None
+    deterministic: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["recipe"] = self.recipe.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "RunSettings":
+        data = dict(data)
+        data["recipe"] = Recipe.from_dict(data["recipe"])
+        return cls(**data)
+
+
+# --- run folder ------------------------------------------------------------------
+def read_run(run_dir) -> RunSettings:
+    path = pathlib.Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise MissingFileError(f"{run_dir} holds no training run ({RUN_FILE} is missing); "
+                               f"start one without --resume")
+    return RunSettings.from_dict(json.loads(path.read_text()))
+
+
+def write_json(path, data) -> None:
+    from isp_tf.utils import atomic_write
+
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def find_weights(path) -> pathlib.Path:
+    """A weights file, or the final weights of a run folder (``--init-from``)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if (path / FINAL_WEIGHTS).is_file():
+            return path / FINAL_WEIGHTS
+        raise MissingFileError(f"{path} holds no final weights ({FINAL_WEIGHTS}); has its training finished?")
+    if not path.is_file():
+        raise MissingFileError(f"weights {path} do not exist")
+    return path
+
+
+# --- building blocks ------------------------------------------------------------------
+def make_strategy(name: str = "default"):
+    """``default`` (one device), ``mirrored`` (all local GPUs, else all logical
+    CPUs) or ``multiworker`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``).
+
+    Create it before any other TensorFlow work: the multi-worker strategy
+    starts the collective runtime and cannot do so once it is initialised.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        import os
+
+        if "TF_CONFIG" not in os.environ:
+            raise RecipeError("--strategy multiworker needs the TF_CONFIG environment variable "
+                              "(cluster and this worker's task); see the README")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise RecipeError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
+
+
+def _worker_role(strategy):
+    """(is_chief, task_id) of this process."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", 0) or 0
+    if task_type in (None, "chief"):
+        return True, task_id
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver else {})
+    return (task_type == "worker" and task_id == 0 and not has_chief), task_id
+
+
+def make_learning_rate(recipe: Recipe):
+    base = recipe.learning_rate
+    sched = dict(recipe.lr_schedule)
+    name = sched.pop("name")
+    if name == "constant":
+        return base
+    if name == "cosine":
+        warmup = int(sched.get("warmup_steps", 0))
+        decay = max(1, recipe.total_steps - warmup)
+        if warmup:
+            return keras.optimizers.schedules.CosineDecay(
+                base * 1e-2, decay, alpha=float(sched.get("alpha", 0.0)),
+                warmup_target=base, warmup_steps=warmup)
+        return keras.optimizers.schedules.CosineDecay(base, decay, alpha=float(sched.get("alpha", 0.0)))
+    if name == "piecewise":
+        boundaries = [int(b) for b in sched["boundaries"]]
+        factors = [float(f) for f in sched["factors"]]
+        if len(factors) != len(boundaries) + 1:
+            raise RecipeError("lr_schedule piecewise needs one more factor than boundaries")
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, [base * f for f in factors])
+    raise RecipeError(f"unknown lr_schedule {name!r}")
+
+
+def make_optimizer(recipe: Recipe):
+    options = dict(recipe.optimizer)
+    name = options.pop("name")
+    options.pop("learning_rate")
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+           "sgd": keras.optimizers.SGD}[name]
+    try:
+        return cls(learning_rate=make_learning_rate(recipe), **options)
+    except TypeError as exc:
+        raise RecipeError(f"optimizer {name}: {exc}") from None
+
+
+def target_for_level(rgb, level: Optional[int]):
+    """PyNET level ``k`` learns the target bicubically downscaled by ``2**k`` (level 0: full size)."""
+    if not level:
+        return rgb
+    size = tf.shape(rgb)[1:3] // (2 ** level)
+    return tf.clip_by_value(tf.image.resize(rgb, size, method="bicubic", antialias=True), 0.0, 1.0)
+
+
+# --- the loop --------------------------------------------------------------------------
+class Callback:
+    """Hooks of :func:`train` (for tests and programmatic use); all optional."""
+
+    def on_step_end(self, step: int, logs: Dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float]) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: pathlib.Path
+    weights: Optional[pathlib.Path]
+    step: int
+    history: List[Dict[str, float]]
+
+
+def _build_model(settings: RunSettings):
+    from isp_tf.models import create_model
+
+    config = dict(settings.model_config)
+    if settings.recipe.level is not None:
+        config["level"] = settings.recipe.level
+    return create_model(settings.model, **config)
+
+
+def _load_initial_weights(model, settings: RunSettings) -> str:
+    """Start from ``init_from``: same model -> all weights; previous PyNET level -> shared layers."""
+    from isp_tf.models import weights as model_weights
+
+    path = find_weights(settings.init_from)
+    if settings.recipe.level is not None:  # previous level: copy the layers both levels have
+        source, name, config = model_weights.load_model(path)
+        if name != settings.model:
+            raise WeightsMismatchError(f"{path} holds weights of model {name!r}, not {settings.model!r}")
+        from isp_tf.models.pynet import transfer_level_weights
+
+        copied = transfer_level_weights(source, model)
+        return f"{len(copied)} layers from {path} (level {config.get('level')})"
+    model_weights.load_weights_into(model, path, settings.model)
+    return str(path)
+
+
+def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False,
+          callbacks: Sequence[Callback] = (), verbose: int = 1,
+          dataset_fn: Optional[Callable[..., Any]] = None) -> TrainResult:
+    """Train as ``settings`` say, writing into ``run_dir``; see the module docstring.
+
+    Args:
+      strategy: a ``tf.distribute`` strategy (default: the default strategy).
+      resume: continue the run in ``run_dir`` from its latest checkpoint; the
+        stored ``run.json`` must equal ``settings`` (use :func:`read_run`).
+      callbacks: :class:`Callback` objects.
+      verbose: 1 shows a Keras progress bar per epoch (chief only), 0 is quiet.
+      dataset_fn: replaces :func:`isp_tf.data.build_dataset` (same signature).
+    """
+    run_dir = pathlib.Path(run_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    is_chief, task_id = _worker_role(strategy)
+    recipe = settings.recipe
+    say = (lambda *a: print(*a, flush=True)) if (verbose and is_chief) else (lambda *a: None)
+
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not is_chief:
+        ckpt_dir = run_dir / f".worker-{task_id}" / CHECKPOINT_DIR
+    if resume:
+        stored = read_run(run_dir)
+        if stored.to_dict() != settings.to_dict():
+            raise RecipeError(f"{run_dir}: the settings differ from those the run was started with")
+    elif is_chief:
+        if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / FINAL_WEIGHTS).exists():
+            raise RecipeError(f"{run_dir} already holds a training run; pass --resume to continue it "
+                              f"or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / RUN_FILE, settings.to_dict())
+
+    if settings.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(settings.seed)
+
+    if dataset_fn is None:
+        from isp_tf.data import build_dataset as dataset_fn
+    replicas = strategy.num_replicas_in_sync
+    if recipe.batch_size % replicas:
+        raise RecipeError(f"batch size {recipe.batch_size} cannot be split over {replicas} replicas")
+
+    # --- model, optimizer, loss, checkpoint ---------------------------------------
+    with strategy.scope():
+        model = _build_model(settings)
+        init_note = None
+        if settings.init_from and not resume:
+            init_note = _load_initial_weights(model, settings)
+        if settings.qat:
+            from isp_tf.export.qat import quantize_model
+
+            model = quantize_model(model)
+        optimizer = make_optimizer(recipe)
+        optimizer.build(model.trainable_variables)
+        loss_fn = CompositeLoss(recipe.loss, vgg=settings.vgg)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
+    if resume:
+        chief_manager = tf.train.CheckpointManager(checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=3)
+        latest = chief_manager.latest_checkpoint
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            say(f"resumed {run_dir} at step {int(step_var.numpy())} from {latest}")
+        else:
+            say(f"{run_dir}: no checkpoint yet, starting from step 0")
+    elif init_note:
+        say(f"initialised from {init_note}")
+    start_step = int(step_var.numpy())
+    total = recipe.total_steps
+    level = recipe.level
+
+    # --- data -------------------------------------------------------------------------
+    def with_level_target(x, y):
+        return x, target_for_level(y, level)
+
+    train_ds = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
+                          batch_size=recipe.batch_size, seed=settings.seed, augment=recipe.augment)
+    train_ds = train_ds.map(with_level_target).skip(start_step)
+    val_ds = dataset_fn(settings.val_data or settings.data, split="val", patch_size=recipe.patch_size,
+                        batch_size=recipe.batch_size, seed=settings.seed)
+    val_ds = val_ds.map(with_level_target).take(recipe.validation_steps)
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+
+    # --- steps -------------------------------------------------------------------------
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            pred = model(x, training=True)
+            terms = loss_fn.terms(y, pred)
+            per_example = tf.add_n([loss_fn.weights[k] * v for k, v in terms.items()])
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=recipe.batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        logs = {k: tf.nn.compute_average_loss(v, global_batch_size=recipe.batch_size)
+                for k, v in terms.items()}
+        logs["loss"] = loss
+        logs["psnr"] = tf.nn.compute_average_loss(metrics.psnr(y, pred), global_batch_size=recipe.batch_size)
+        return logs
+
+    @tf.function
+    def train_step(it):
+        x, y = next(it)
+        logs = strategy.run(replica_step, args=(x, y))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in logs.items()}
+
+    @tf.function
+    def val_step(x, y):
+        pred = model(x, training=False)
+        out = {"psnr": metrics.psnr(y, pred)}
+        if min(y.shape[1], y.shape[2]) >= 11:
+            out["ssim"] = metrics.ssim(y, pred)
+        return out
+
+    def validate():
+        sums, count = {}, 0
+        for x, y in val_ds:
+            for k, v in val_step(x, y).items():
+                sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
+            count += int(x.shape[0])
+        return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+
+    # --- logging ----------------------------------------------------------------------
+    if is_chief:
+        train_writer = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "train"))
+        val_writer = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "validation"))
+    else:
+        train_writer = val_writer = tf.summary.create_noop_writer()
+
+    def current_lr(step):
+        lr = optimizer.learning_rate
+        return float(lr(step) if callable(lr) else lr)
+
+    say(f"{settings.model}{'' if level is None else f' level {level}'}{' (QAT)' if settings.qat else ''}: "
+        f"{model.count_params():,} parameters, {replicas} replica(s), batch {recipe.batch_size}, "
+        f"patch {recipe.patch_size}, loss {loss_fn!r}, steps {start_step}..{total}")
+
+    step = start_step
+    steps_per_epoch = recipe.steps_per_epoch
+    ckpt_every = recipe.checkpoint_every or steps_per_epoch
+    first_epoch = start_step // steps_per_epoch
+    history: List[Dict[str, float]] = []
+    if resume and (run_dir / HISTORY_FILE).is_file():  # epochs finished before the interruption
+        history = [h for h in json.loads((run_dir / HISTORY_FILE).read_text()) if h["epoch"] <= first_epoch]
+    try:
+        for epoch in range(first_epoch, recipe.epochs):
+            say(f"Epoch {epoch + 1}/{recipe.epochs}")
+            bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if (verbose and is_chief) else 0,
+                                      stateful_metrics=["lr"])
+            if step > epoch * steps_per_epoch:
+                bar.update(step - epoch * steps_per_epoch)
+            t0 = time.time()
+            sums, n = {}, 0
+            while step < (epoch + 1) * steps_per_epoch:
+                logs = {k: float(v) for k, v in train_step(iterator).items()}
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+                if not np.isfinite(logs["loss"]):
+                    raise IspTfError(f"the loss became {logs['loss']} at step {step + 1}; "
+                                     f"lower the learning rate (--lr)")
+                step += 1
+                step_var.assign(step)
+                logs["lr"] = current_lr(step)
+                if step % recipe.log_every == 0 or step == total:
+                    with train_writer.as_default(step=step):
+                        for k, v in logs.items():
+                            tf.summary.scalar(k, v)
+                if step % ckpt_every == 0 and step < total:
+                    epoch_var.assign(step // steps_per_epoch)
+                    manager.save(checkpoint_number=step)
+                bar.update(step - epoch * steps_per_epoch, [(k, v) for k, v in logs.items()])
+                for cb in callbacks:
+                    cb.on_step_end(step, logs)
+            val = validate()
+            epoch_logs = {"epoch": epoch + 1, "step": step, "seconds": time.time() - t0,
+                          **{k: v / max(n, 1) for k, v in sums.items()}, "lr": current_lr(step), **val}
+            history.append(epoch_logs)
+            with val_writer.as_default(step=step):
+                for k, v in val.items():
+                    tf.summary.scalar(k[4:], v)
+            epoch_var.assign(epoch + 1)
+            if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
+                manager.save(checkpoint_number=step)
+            if is_chief:
+                write_json(run_dir / HISTORY_FILE, history)
+            say("  " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
+            for cb in callbacks:
+                cb.on_epoch_end(epoch + 1, epoch_logs)
+    finally:
+        train_writer.flush()
+        val_writer.flush()
+
+    weights_path = None
+    if is_chief:
+        from isp_tf.models import weights as model_weights
+
+        config = dict(settings.model_config)
+        if level is not None:
+            config["level"] = level
+        if settings.qat:
+            config["qat"] = True
+        weights_path = run_dir / FINAL_WEIGHTS
+        model_weights.save_weights(model, weights_path, settings.model, config)
+        say(f"saved {weights_path}")
+    else:
+        shutil.rmtree(run_dir / f".worker-{task_id}", ignore_errors=True)
+    return TrainResult(run_dir=run_dir, weights=weights_path, step=step, history=history)

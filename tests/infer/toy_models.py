@@ -1,0 +1,69 @@
+"""Tiny models with whole-image statistics, built only for the tiler's tests.
+
+They mirror what the real models do (MicroISP's strided-pool attention,
+PyNET's instance norm, pooling, transposed convs, depth-to-space) at a size
+that runs in milliseconds, and use large random weights so that the
+whole-image statistics visibly change the output.
+"""
+from isp_tf._keras import keras, tf
+from isp_tf.layers.global_stats import GlobalStatsLayer
+
+
+class ToyAttention(GlobalStatsLayer):
+    """x * sigmoid(W mean(chain(x))): chain = 1x1 s3 VALID, 3x3 s3 VALID (pools 9x9 blocks)."""
+
+    alignment = 9
+
+    def __init__(self, channels=4, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        init = keras.initializers.RandomNormal(stddev=1.0, seed=1)
+        self.c1 = keras.layers.Conv2D(channels, 1, strides=3, padding="valid", kernel_initializer=init)
+        self.c2 = keras.layers.Conv2D(channels, 3, strides=3, padding="valid", kernel_initializer=init)
+        self.fc = keras.layers.Dense(channels, kernel_initializer=init)
+
+    def positionwise(self, x):
+        return self.c2(tf.nn.relu(self.c1(x)))
+
+    def apply(self, x, pooled):
+        return x * tf.sigmoid(self.fc(pooled))[:, tf.newaxis, tf.newaxis, :]
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+class ToyInstanceNorm(GlobalStatsLayer):
+    """(x - mean) / sqrt(var + eps) over the whole image, per channel."""
+
+    def positionwise(self, x):
+        return tf.concat([x, x * x], axis=-1)
+
+    def apply(self, x, pooled):
+        mean, sq = tf.split(pooled, 2, axis=-1)
+        var = tf.nn.relu(sq - mean * mean)
+        return (x - mean[:, None, None]) * tf.math.rsqrt(var[:, None, None] + 1e-3)
+
+
+class DepthToSpace(keras.layers.Layer):
+    def call(self, x):
+        return tf.nn.depth_to_space(x, 2)
+
+
+def toy_model(seed=0):
+    """Packed (h, w, 4) -> (2h, 2w, 3); needs sides that are multiples of 4."""
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.RandomNormal(stddev=0.5, seed=seed)
+    conv = lambda ch, k=3, **kw: keras.layers.Conv2D(ch, k, padding="same", kernel_initializer=init, **kw)  # noqa: E731
+    inp = keras.Input((None, None, 4))
+    a = conv(8)(inp)
+    a = ToyAttention(8)(a)  # depth 0
+    b = conv(8)(a)
+    b = ToyAttention(8)(b)  # depth 1 (after the first)
+    side = ToyInstanceNorm()(conv(8)(inp))  # depth 0, parallel
+    d = keras.layers.MaxPool2D(2)(keras.layers.Concatenate()([b, side]))
+    d = conv(8, strides=2)(d)  # 1/4 resolution
+    d = ToyInstanceNorm()(d)  # depth 2
+    d = keras.layers.Conv2DTranspose(8, 3, strides=4, padding="same", kernel_initializer=init)(d)
+    e = keras.layers.Concatenate()([d, b])
+    e = keras.layers.PReLU(shared_axes=[1, 2])(conv(12)(e))
+    return keras.Model(inp, DepthToSpace()(e)[..., :3] if False else DepthToSpace()(conv(12)(e))[..., :3])

@@ -1,0 +1,134 @@
+"""Bad input raises the specific isp_tf.errors exception, naming the file and the reason.
+
+The unusual DNGs are written with tifffile (not with our own writer) so that
+the reader is checked against an independent encoder. No rawpy exception may
+escape: every case below would otherwise surface as a LibRawError.
+"""
+import numpy as np
+import pytest
+import tifffile
+
+from isp_tf.errors import (CorruptRawError, InputShapeError, LinearRawError, MissingFileError,
+                           NotRawError, RawReadError, UnsupportedCFAError,
+                           UnsupportedSensorError)
+from isp_tf.raw import read_bayer_array, read_raw
+
+X_TRANS = [1, 1, 0, 1, 1, 2, 1, 1, 2, 1, 1, 0, 2, 0, 1, 0, 2, 1,
+           1, 1, 2, 1, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2, 1, 2, 0, 1]
+
+
+def tiff_dng(path, data, photometric, extra=()):
+    """A minimal DNG: DNGVersion, WhiteLevel, Make/Model, ColorMatrix1 (identity)."""
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50717, "I", 1, 4095, True),
+            (271, "s", 0, "Foo", True), (272, "s", 0, "Bar", True),
+            (50721, "2i", 9, [1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1], True)]
+    tifffile.imwrite(path, data, photometric=photometric, extratags=tags + list(extra))
+    return path
+
+
+def cfa_tags(dims, codes):
+    return [(33421, "H", 2, dims, True), (33422, "B", len(codes), bytes(codes), True)]
+
+
+@pytest.fixture()
+def mosaic():
+    return np.random.default_rng(0).integers(0, 4096, (36, 48)).astype(np.uint16)
+
+
+def _raises(exc_type, path, *words):
+    with pytest.raises(exc_type) as info:
+        read_raw(path)
+    assert type(info.value) is exc_type, type(info.value)
+    text = str(info.value)
+    assert str(path) in text
+    for w in words:
+        assert w in text, text
+    return info.value
+
+
+def test_missing_file(tmp_path):
+    err = _raises(MissingFileError, tmp_path / "nope.dng", "no such")
+    assert isinstance(err, FileNotFoundError)
+
+
+@pytest.mark.parametrize("name,content,word", [
+    ("empty.dng", b"", "empty"),
+    ("notes.txt", b"shopping list\n" * 20, "text"),
+    ("noise.cr2", bytes(range(256)) * 8, "not a RAW"),
+])
+def test_not_raw_bytes(tmp_path, name, content, word):
+    path = tmp_path / name
+    path.write_bytes(content)
+    err = _raises(NotRawError, path, word)
+    assert isinstance(err, RawReadError) and err.path == str(path)
+
+
+def test_images_are_not_raw(tmp_path):
+    import imageio.v3 as iio
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    iio.imwrite(tmp_path / "a.jpg", img)
+    iio.imwrite(tmp_path / "a.png", img)
+    tifffile.imwrite(tmp_path / "a.tif", img)
+    _raises(NotRawError, tmp_path / "a.jpg", "JPEG")
+    _raises(NotRawError, tmp_path / "a.png", "PNG")
+    _raises(NotRawError, tmp_path / "a.tif", "TIFF image")
+    _raises(NotRawError, tmp_path, "directory")
+
+
+@pytest.mark.parametrize("key", ["dng", "crw"])
+@pytest.mark.parametrize("fraction", [0.5, 0.05])
+def test_truncated_real_files(tmp_path, raw_samples, key, fraction):
+    data = raw_samples[key].read_bytes()
+    path = tmp_path / f"cut_{raw_samples[key].name}"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    _raises(CorruptRawError, path, "truncated")
+
+
+def test_linear_dng(tmp_path, mosaic):
+    path = tiff_dng(tmp_path / "linear.dng", np.stack([mosaic] * 3, axis=-1), 34892)
+    _raises(LinearRawError, path, "linear DNG", "demosaiced")
+
+
+def test_x_trans(tmp_path, mosaic):
+    path = tiff_dng(tmp_path / "xtrans.dng", mosaic, 32803, cfa_tags((6, 6), X_TRANS))
+    _raises(UnsupportedSensorError, path, "X-Trans")
+
+
+def test_monochrome(tmp_path, mosaic):
+    path = tiff_dng(tmp_path / "mono.dng", mosaic, "minisblack")
+    _raises(UnsupportedSensorError, path, "monochrome")
+
+
+def test_foveon_signature(tmp_path):
+    """No Foveon sample exists here: a file with the X3F signature stands in for one."""
+    path = tmp_path / "sigma.x3f"
+    path.write_bytes(b"FOVb" + bytes(4096))
+    _raises(UnsupportedSensorError, path, "Foveon")
+
+
+@pytest.mark.parametrize("codes,letters", [([0, 1, 1, 1], "RGGG"), ([3, 5, 1, 4], None)])
+def test_patterns_outside_the_four(tmp_path, mosaic, codes, letters):
+    path = tiff_dng(tmp_path / "odd.dng", mosaic, 32803, cfa_tags((2, 2), codes))
+    _raises(UnsupportedCFAError, path, "not one of RGGB, GRBG, GBRG, BGGR", *filter(None, [letters]))
+
+
+def test_read_bayer_array_errors(tmp_path, raw_samples):
+    dump = raw_samples["nikon_raw"]
+    kw = dict(cfa_pattern="RGGB", black_level=600, white_level=15520)
+    with pytest.raises(NotRawError, match="786432 bytes, but 512x512"):
+        read_bayer_array(dump, shape=(512, 512), **kw)
+    with pytest.raises(InputShapeError, match="needs shape"):
+        read_bayer_array(dump, **kw)
+    with pytest.raises(MissingFileError, match="nope.raw"):
+        read_bayer_array(tmp_path / "nope.raw", shape=(2, 2), **kw)
+    with pytest.raises(UnsupportedCFAError, match="'RGBG'"):
+        read_bayer_array(dump, shape=(512, 768), cfa_pattern="RGBG", black_level=600,
+                         white_level=15520)
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "rgb.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(NotRawError, match="one channel"):
+        read_bayer_array(tmp_path / "rgb.png", **kw)
+    with pytest.raises(InputShapeError, match="2-D"):
+        read_bayer_array(np.zeros((4, 4, 4)), **kw)
