@@ -1,11 +1,9 @@
 """Build the registry's models and turn them into the ``.tflite`` files the workers time.
 
 Runs in the parent process (it imports TensorFlow; the workers never do).
-Conversion goes through :mod:`isp_tf.export` (the same code path as
-``export/export_to_tflite.py``) when it provides ``convert_model``; until then
-a plain ``TFLiteConverter`` is used with the same settings (FP32; INT8 with
-int8 weights and activations, float input/output, calibrated on synthetic
-frames).
+Conversion is :func:`isp_tf.export.convert.export_tflite`, the code path of
+``export/export_to_tflite.py``: NNAPI rewrites, fixed shapes, INT8 calibrated
+on the data pipeline's synthetic frames, the MEAN quantisation fix.
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from isp_tf.errors import ExportError, IspTfError
-from isp_tf.utils import atomic_write
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -86,45 +83,25 @@ def build(choice: ModelChoice, input_hw: Optional[Tuple[int, int]] = None, tilin
     return model
 
 
-def calibration_frames(count: int = 8, side: int = 176, seed: int = 1):
-    """Synthetic packed frames for INT8 calibration (different seeds, one size)."""
-    from benchmarks.scene import synthetic_packed
+def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float32") -> pathlib.Path:
+    """Export ``choice`` with :func:`isp_tf.export.convert.export_tflite` to ``path``.
 
-    return [synthetic_packed(side, side, seed + i)[np.newaxis] for i in range(count)]
+    The model is traced at the packed input ``input_hw`` (fixed shape, as
+    deployed); the workers resize it to every other frame size, which is
+    exact for models whose graph holds no size constants (checked by the
+    worker: the output must be twice the input).  ``io="float32"`` keeps the
+    INT8 model's input/output float with QUANTIZE/DEQUANTIZE inside the graph,
+    where XNNPACK runs them multi-threaded (the phone export uses int8 I/O).
+    Ops NNAPI 1.2 would refuse are allowed here (the CPU runs them); the parity
+    check against Keras is skipped (the export tests cover it).
+    """
+    from isp_tf.export.convert import export_tflite
 
-
-def _convert_fallback(model, precision: str, calib_side: int) -> bytes:
-    from isp_tf._keras import tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        frames = calibration_frames(side=calib_side)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([f] for f in frames)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
-
-
-def export(model, precision: str, path, calib_side: int = 176) -> pathlib.Path:
-    """Convert ``model`` to ``path`` (atomically) at ``precision``; returns the path."""
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    path = pathlib.Path(path)
-    try:
-        from isp_tf import export as isp_export
-
-        convert = getattr(isp_export, "convert_model", None)
-    except ImportError:  # pragma: no cover
-        convert = None
-    if convert is not None:
-        data = convert(model, precision=precision,
-                       representative_data=calibration_frames(side=calib_side))
-        data = data if isinstance(data, (bytes, bytearray)) else pathlib.Path(data).read_bytes()
-    else:
-        data = _convert_fallback(model, precision, calib_side)
-    with atomic_write(path) as f:
-        f.write(bytes(data))
-    return path
+    h, w = int(input_hw[0]), int(input_hw[1])
+    io = io if precision == "int8" else "auto"
+    export_tflite(choice.name, str(path), precision=precision, input_size=f"{2 * h}x{2 * w}",
+                  weights=choice.weights, small=choice.small, io=io, allow_cpu_fallback=True,
+                  parity=False, progress=False, log=lambda *a, **k: None)
+    return pathlib.Path(path)

@@ -298,10 +298,13 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
         from benchmarks import tiled as tiling
 
     def model_file(choice, precision):
+        """One export per model and precision, traced at the smallest frame, resized by the workers."""
         key = (choice, precision)
         if key not in exported:
-            model = bm.build(choice)
-            exported[key] = bm.export(model, precision, workdir / f"{choice.label}_{precision}.tflite")
+            mult = get_spec(choice.name).size_multiple
+            h, w = resolutions[0][1]
+            trace_hw = (round_up(h // 2, mult), round_up(w // 2, mult))
+            exported[key] = bm.export(choice, precision, workdir / f"{choice.label}_{precision}.tflite", trace_hw)
         return exported[key]
 
     for label, hw in resolutions:
@@ -376,7 +379,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                 "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
                                 "runtime": runtime, "mode": mode}
                         if mode == "whole":
-                            spec["save_output"] = str(whole_out)
+                            if "tiled" in modes:
+                                spec["save_output"] = str(whole_out)
                         else:
                             try:
                                 spec["tiling"] = tiling.prepare(choice, precision, model_in, args.tile, workdir,
@@ -430,8 +434,8 @@ def run_adb(args, harness: Harness, choices, resolutions, precisions, progress):
                         "runtime": f"benchmark_model/{args.delegate}", "kind": "model",
                         "threads": harness.threads, "model_input_hw": list(model_in)}
                 path = harness.workdir / f"{choice.label}_{precision}_{model_in[0]}x{model_in[1]}.tflite"
-                try:  # NNAPI needs fixed shapes: one export per size
-                    bm.export(bm.build(choice, input_hw=model_in), precision, path)
+                try:  # NNAPI needs fixed shapes: one export per size, integer I/O for INT8
+                    bm.export(choice, precision, path, model_in, io="auto")
                 except IspTfError:
                     raise
                 except Exception as exc:  # noqa: BLE001

@@ -74,7 +74,7 @@ class LiteRtSession:
                 num_threads=threads, xnnpack_flags=XNNPACK_FLAG_TRANSIENT_INDIRECTION_BUFFER))
             with measure.quiet_native_stderr():
                 self.compiled = CompiledModel.from_file(str(model_path), options=options)
-            # the plain interpreter (no delegate, never allocated) only describes the graph
+            # a plain interpreter (no delegate, never allocated) only describes the graph
             self.interpreter = litert.Interpreter(
                 model_path=str(model_path),
                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -102,8 +102,6 @@ class LiteRtSession:
             self.compiled.resize_input_tensor(0, shape, strict=strict)
             self.in_buffers = self.compiled.create_input_buffers(0)
             self.out_buffers = self.compiled.create_output_buffers(0)
-            # shapes for MAC counting / output size, from the (unallocated) interpreter copy
-            self.interpreter.resize_tensor_input(self.input["index"], shape, strict=strict)
         else:
             self.interpreter.resize_tensor_input(self.input["index"], shape, strict=strict)
             self.interpreter.allocate_tensors()
@@ -136,15 +134,6 @@ class LiteRtSession:
             y = self.interpreter.get_tensor(self.output["index"])
         return self._dequantize(y)
 
-    def macs(self) -> int:
-        """MACs of one run at the current size (counted from the graph)."""
-        from benchmarks.macs import count_macs, interpreter_ops
-
-        if self.compiled is not None:  # the describing interpreter was never allocated
-            self.interpreter.allocate_tensors()
-        return count_macs(interpreter_ops(self.interpreter))
-
-
 # ----------------------------------------------------------------------------
 # kinds
 # ----------------------------------------------------------------------------
@@ -159,6 +148,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, rows: int = 256) -> float:
 
 
 def run_tflite(spec: dict) -> dict:
+    from benchmarks.macs import tflite_macs
     from benchmarks.scene import synthetic_packed
 
     h, w = spec["input_hw"]
@@ -186,9 +176,13 @@ def run_tflite(spec: dict) -> dict:
         result.update(measure.time_runs(frame_once, int(spec.get("runs", 5)), int(spec.get("warmup", 1))))
     result.update(peak.result())
     y = holder["y"]
+    scale = int(spec.get("output_scale", 2))
+    if tuple(y.shape[1:3]) != (h * scale, w * scale):
+        raise RuntimeError(f"the model gave {tuple(y.shape[1:3])} for a {h}x{w} input, not {scale}x: "
+                           "it cannot be resized to this frame (export it at this size)")
     result["output_shape"] = list(y.shape)
     result["output_mean"] = float(np.mean(y))
-    result["macs"] = int(session.macs())
+    result["macs"] = session.macs() if hasattr(session, "macs") else tflite_macs(spec["model_path"], frame.shape)
     if spec.get("save_output"):
         np.save(spec["save_output"], y[0])
     if spec.get("compare_to") and os.path.exists(spec["compare_to"]):

@@ -29,9 +29,10 @@ Layouts (``split`` is ``train``, ``val`` or ``test``):
 ``rendered:PATH``
     Real RAW files; the target is :func:`isp_tf.raw.render_classical` of each.
     Split as ``paired``.
-``synthetic[:N]``
-    ``N`` pairs unprocessed from the bundled photos (:mod:`isp_tf.data.synthetic`).
-    ``val``/``test`` draw different seeds.
+``synthetic[:N[:PHOTO,PHOTO...]]``
+    ``N`` pairs unprocessed from the bundled photos (:mod:`isp_tf.data.synthetic`),
+    all of them or only those named (``synthetic:8:chelsea,coffee``), photo
+    ``i % len(photos)`` for pair ``i``. ``val``/``test`` draw different seeds.
 
 Where we differ from the originals: Zurich PNGs are normalised by the 10-bit
 white level 1023 (PyNET divides by 4 * 255 = 1020); FiveK pairs are read from
@@ -197,10 +198,10 @@ def _load_zurich(raw_path, rgb_path):
     return raw, read_rgb(rgb_path)
 
 
-def _load_synthetic(index, seed):
+def _load_synthetic(index, seed, names=None):
     from isp_tf.data.synthetic import synthesize_bundled
 
-    pair = synthesize_bundled(index, seed)
+    pair = synthesize_bundled(index, seed, names=names)
     return pair.raw, pair.target
 
 
@@ -391,15 +392,24 @@ DEFAULT_SYNTHETIC_COUNT = 56
 _EVAL_SEED_OFFSET = 1_000_003
 
 
-def synthetic_examples(count: Optional[str], split: str, spec: str, seed: int = 0) -> List[PairExample]:
+def synthetic_examples(rest: Optional[str], split: str, spec: str, seed: int = 0) -> List[PairExample]:
+    """``synthetic[:N[:PHOTO,PHOTO...]]``: ``N`` pairs from all bundled photos, or only from
+    the named ones (so evaluation can use photos training never saw)."""
+    from isp_tf.data.photos import BUNDLED_PHOTOS, photo_path
+
+    count, _, photos = (rest or "").partition(":")
     try:
         n = DEFAULT_SYNTHETIC_COUNT if not count else int(count)
         if n <= 0:
             raise ValueError
     except ValueError:
         raise DatasetError(f"{spec}: the count after 'synthetic:' must be a positive integer") from None
+    names = [p.strip() for p in photos.split(",") if p.strip()] or list(BUNDLED_PHOTOS)
+    for name in names:
+        photo_path(name)  # DatasetError for a photo that is not bundled
     s = seed if split == "train" else seed + _EVAL_SEED_OFFSET
-    return [PairExample(f"synthetic/{split}/{i}", functools.partial(_load_synthetic, i, s)) for i in range(n)]
+    return [PairExample(f"synthetic/{split}/{names[i % len(names)]}/{i}",
+                        functools.partial(_load_synthetic, i, s, tuple(names))) for i in range(n)]
 
 
 LAYOUTS = {

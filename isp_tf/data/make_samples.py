@@ -62,6 +62,9 @@ def make_samples(out, seed: int = 0, scale: float = 2.0, samples=SAMPLES, progre
 
 
 def readme_text(rows, seed: int, scale: float) -> str:
+    from isp_tf.data.photos import PHOTO_CREDITS
+
+    credits = "\n".join(f"- `{name}`: {PHOTO_CREDITS[name]}" for name, *_ in SAMPLES)
     table = "\n".join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]:,} | `{r[7]}…` |"
                       for r in rows)
     total = sum(r[6] for r in rows)
@@ -77,6 +80,9 @@ the ISO), then saved as an uncompressed 16-bit DNG with its black/white
 levels, white balance (AsShotNeutral), ColorMatrix1 and EXIF. One file per
 Bayer pattern, so a renderer that assumes RGGB shows wrong colours on three
 of them.
+
+Photo sources (as scikit-image and matplotlib document them):
+{credits}
 
 | file | size | CFA | black/white | ISO | WB gains (R, G, B) | bytes | sha256 |
 |---|---|---|---|---|---|---|---|

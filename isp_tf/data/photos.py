@@ -29,6 +29,17 @@ BUNDLED_PHOTOS = {
     "grace_hopper": ("matplotlib", "grace_hopper.jpg"),
 }
 
+#: Where each photo comes from, as its package documents it.
+PHOTO_CREDITS = {
+    "astronaut": "Eileen Collins, NASA; public domain",
+    "coffee": "Rachel Michetti (Pikolo Espresso Bar); CC0",
+    "chelsea": "Stefan van der Walt; CC0",
+    "rocket": "DSCOVR launch, SpaceX; public domain",
+    "motorcycle": "Middlebury stereo data set (Scharstein et al. 2014)",
+    "hubble": "Hubble deep field, NASA; public domain",
+    "grace_hopper": "Grace Hopper, U.S. Navy portrait; public domain",
+}
+
 
 def _data_dir(package: str) -> pathlib.Path:
     if package == "skimage":

@@ -184,7 +184,7 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
                   cache: Union[bool, str] = True, augment: Optional[bool] = None,
                   repeat: Optional[bool] = None, input_kind: str = "packed_bayer", *,
                   input_context=None, with_metadata: bool = False, shuffle: Optional[bool] = None,
-                  random_crop: Optional[bool] = None,
+                  random_crop: Optional[bool] = None, patches_per_image: int = 1,
                   num_parallel_calls=AUTOTUNE, validate: bool = True) -> "tf.data.Dataset":
     """A ``tf.data.Dataset`` of aligned training pairs.
 
@@ -207,6 +207,9 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
       shuffle: shuffle the examples; default on for ``train``.
       random_crop: random crop positions (else one centred crop per image);
         default on for ``train``.
+      patches_per_image: crops taken from each decoded image in a row; more
+        than 1 trades batch diversity for speed when decoding is the
+        bottleneck (no cache, large files).
       validate: decode the first example now, so a broken dataset fails here
         with a :class:`DatasetError` rather than inside TensorFlow.
 
@@ -227,6 +230,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         raise DatasetError(f"patch_size must be an even integer >= 2, got {patch_size!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DatasetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(patches_per_image, (int, np.integer)) or patches_per_image < 1:
+        raise DatasetError(f"patches_per_image must be a positive integer, got {patches_per_image!r}")
     training = split == "train"
     augment = training if augment is None else bool(augment)
     repeat = training if repeat is None else bool(repeat)
@@ -255,6 +260,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if patches_per_image > 1:
+        ds = ds.flat_map(lambda *e: tf.data.Dataset.from_tensors(e).repeat(patches_per_image))
 
     base_seed = tf.constant([seed, shard_id], tf.int64)
 

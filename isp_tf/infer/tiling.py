@@ -35,11 +35,10 @@ attention of each branch; the 3 branches run side by side), so a frame takes
 reports the sum of ``positionwise`` over its core for the group-``d`` layers
 (the groups before it already use their whole-frame values, so the values
 inside the core are exact); the sums over all tiles divided by the pixel
-counts are the whole-frame means, which every tile then uses.  Statistics
-passes run only the part of the graph the group needs when the global layers
-are top-level layers of a functional model.  PyNET's instance norms sit one
-after another, so PyNET needs one pass per norm depth (tens of passes): exact
-but slow; use the whole frame when it fits.
+counts are the whole-frame means, which every tile then uses.  Every pass
+runs the whole model on the tile (one traced graph serves all passes).
+PyNET's instance norms sit one after another, so PyNET needs one pass per norm
+depth (tens of passes): exact but slow; use the whole frame when it fits.
 
 **Alignment.**  Core boundaries (in model-input pixels, from the frame's
 origin) are multiples of ``core_step``: the least common multiple of the
@@ -146,6 +145,8 @@ class Footprint:
       groups: global-statistics layers grouped by dependency depth, in pass order.
       bytes_per_pixel: activation bytes per input pixel (sum over the graph).
       size_multiple: the spec's size multiple the frame is padded to.
+      min_side: the smallest frame side (input px) the model takes: its total
+        stride, or one pooling window of a global layer (MicroISP: 79).
     """
 
     halo: int
@@ -156,6 +157,7 @@ class Footprint:
     groups: Tuple[Tuple[GlobalStatsLayer, ...], ...]
     bytes_per_pixel: float
     size_multiple: int = 1
+    min_side: int = 1
 
     @property
     def passes(self) -> int:
@@ -304,7 +306,7 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
         raise TilingError("tiling needs a model with one input and one output")
     channels = int(model.inputs[0].shape[-1])
     size = _trace_size(model, size_multiple)
-    fn = tf.function(lambda x: model(x, training=False))
+    fn = tf.function(lambda x: model(x, training=False), autograph=False)
     concrete = fn.get_concrete_function(tf.TensorSpec([1, size, size, channels], tf.float32))
     graph = concrete.graph
     layers = global_layers(model)
@@ -382,6 +384,7 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
 
     groups: Dict[int, List[GlobalStatsLayer]] = {}
     core_step = _lcm(stride, size_multiple)
+    min_side = max(stride, size_multiple)
     for i, g in enumerate(layers):
         groups.setdefault(depth_of(i), []).append(g)
         layer_jump = Fraction(size, g.traced_input_hw[0])
@@ -390,6 +393,7 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
             raise TilingError(f"{g.name}: alignment {g.alignment} at 1/{layer_jump} resolution "
                               "is not a whole number of input pixels")
         core_step = _lcm(core_step, step.numerator)
+        min_side = max(min_side, int(math.ceil(layer_jump * (g.min_side or g.alignment))))
 
     radius = final.radius
     halo_step = _lcm(stride, size_multiple)
@@ -399,7 +403,8 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
     return Footprint(
         halo=halo, radius=float(radius), stride=stride, core_step=core_step,
         output_scale=int(scale), groups=tuple(tuple(groups[d]) for d in sorted(groups)),
-        bytes_per_pixel=nbytes / float(size * size), size_multiple=size_multiple)
+        bytes_per_pixel=nbytes / float(size * size), size_multiple=size_multiple,
+        min_side=min_side)
 
 
 # ----------------------------------------------------------------------------
@@ -504,24 +509,38 @@ class TiledRunner:
             variant = model
         self.variant = variant
         self.footprint = analyze(variant, self.size_multiple)
-        sig = [tf.TensorSpec([1, None, None, self.channels], tf.float32)]
-        self._whole = tf.function(lambda x: model(x, training=False), input_signature=sig)
-        self._final = tf.function(lambda x: variant(x, training=False), input_signature=sig)
-        self._stats = [self._stats_fn(group, sig) for group in self.footprint.groups]
+        self._layers = global_layers(variant)
+        image = tf.TensorSpec([1, None, None, self.channels], tf.float32)
+        self._whole = tf.function(lambda x: model(x, training=False),
+                                  input_signature=[image], autograph=False)
+        self._tile = self._tile_fn()
 
-    def _stats_fn(self, group, sig):
-        """The smallest graph that computes ``group``'s statistics."""
-        top = set(map(id, self.variant.layers))
-        if all(id(g) in top for g in group) and getattr(self.variant, "_is_graph_network", False):
-            sub = keras.Model(self.variant.inputs, [g.output for g in group])
-            return tf.function(lambda x: sub(x, training=False), input_signature=sig)
-        return self._final
+    def _tile_fn(self):
+        """``fn(tile, core_box, tile_hw) -> (output, terms, counts)`` as one graph.
+
+        Setting the tile's boxes and reading every layer's statistics inside
+        the graph saves dozens of eager variable ops per tile.  Statistics
+        passes run this same graph (and discard the output): one trace instead
+        of one per group, at the price of computing the layers past the group.
+        """
+        layers, variant = self._layers, self.variant
+        spec = [tf.TensorSpec([1, None, None, self.channels], tf.float32),
+                tf.TensorSpec([4], tf.int32), tf.TensorSpec([2], tf.int32)]
+
+        def run(x, core_box, tile_hw):
+            for g in layers:
+                g.core_box.assign(core_box)
+                g.input_hw.assign(tile_hw)
+            out = variant(x, training=False)
+            return out, [g.terms.read_value() for g in layers], [g.count.read_value() for g in layers]
+
+        return tf.function(run, input_signature=spec, autograph=False)
 
     # -- public helpers ------------------------------------------------------
     @property
     def min_side(self) -> int:
-        """The smallest frame side (input px) the model takes: one core step."""
-        return self.footprint.core_step
+        """The smallest frame side (input px) the model takes (:attr:`Footprint.min_side`)."""
+        return self.footprint.min_side
 
     def core_for(self, tile: Union[None, int, str]) -> Optional[int]:
         """The core side ``tile`` asks for (``None``: whole frame)."""
@@ -554,8 +573,8 @@ class TiledRunner:
         if min(height, width) < self.min_side:
             raise InputShapeError(
                 f"input of {height}x{width} px is smaller than one tile of this model "
-                f"({self.min_side}x{self.min_side} input px, the least its whole-image "
-                "statistics and strides allow)")
+                f"({self.min_side}x{self.min_side} input px: the least its strides and "
+                "whole-image statistics allow)")
 
     # -- running -------------------------------------------------------------
     def __call__(self, frame: np.ndarray, tile: Union[None, int, str] = None,
@@ -575,26 +594,23 @@ class TiledRunner:
             out = self._tiled(padded, tiles, progress)
         return out[: height * s, : width * s]
 
-    def _set_tile(self, tile: Tile):
+    def _run_tile(self, frame, tile: Tile):
         y0, x0, y1, x1 = tile.box
-        for g in global_layers(self.variant):
-            g.core_box.assign(tile.core_in_tile)
-            g.input_hw.assign([y1 - y0, x1 - x0])
+        return self._tile(frame[np.newaxis, y0:y1, x0:x1], np.asarray(tile.core_in_tile, np.int32),
+                  np.asarray([y1 - y0, x1 - x0], np.int32))
 
     def _tiled(self, frame, tiles, progress):
-        layers = global_layers(self.variant)
-        for g in layers:
+        for g in self._layers:
             g.use_given.assign(0.0)
-        for group, fn in zip(self.footprint.groups, self._stats):
+        index = {id(g): i for i, g in enumerate(self._layers)}
+        for group in self.footprint.groups:
             sums = [np.zeros(g.terms.shape, np.float64) for g in group]
             counts = [0.0] * len(group)
             for tile in tiles:
-                y0, x0, y1, x1 = tile.box
-                self._set_tile(tile)
-                fn(frame[np.newaxis, y0:y1, x0:x1])
+                _, terms, tile_counts = self._run_tile(frame, tile)
                 for i, g in enumerate(group):
-                    sums[i] += g.terms.numpy()
-                    counts[i] += float(g.count.numpy())
+                    sums[i] += terms[index[id(g)]].numpy()
+                    counts[i] += float(tile_counts[index[id(g)]].numpy())
                 if progress:
                     progress(1)
             for g, total, count in zip(group, sums, counts):
@@ -605,9 +621,7 @@ class TiledRunner:
         s = self.footprint.output_scale
         out = None
         for tile in tiles:
-            y0, x0, y1, x1 = tile.box
-            self._set_tile(tile)
-            result = self._final(frame[np.newaxis, y0:y1, x0:x1]).numpy()[0]
+            result = self._run_tile(frame, tile)[0].numpy()[0]
             if out is None:
                 out = np.empty((frame.shape[0] * s, frame.shape[1] * s, result.shape[-1]), np.float32)
             ty0, tx0, ty1, tx1 = tile.core_in_tile

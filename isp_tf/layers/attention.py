@@ -84,14 +84,16 @@ class ChannelAttention(GlobalStatsLayer):
         weights = self.mlp_conv1(self.mlp_prelu(self.mlp_conv0(weights)))
         return x * weights
 
-    def call(self, x):
-        if not self.tiling:
-            small = [d for d in x.shape[1:3] if d is not None and d < MIN_SIDE]
+    def __call__(self, x, *args, **kwargs):
+        # checked here, outside autograph, so the error reaches the caller as itself
+        shape = getattr(x, "shape", None)
+        if not self.tiling and shape is not None and len(shape) == 4:
+            small = [d for d in shape[1:3] if d is not None and d < MIN_SIDE]
             if small:
                 raise InputShapeError(
                     f"{self.name}: MicroISP attention needs at least {MIN_SIDE} x {MIN_SIDE} "
-                    f"pixels (one 81-pixel pooling block), got {tuple(x.shape[1:3])}")
-        return super().call(x)
+                    f"pixels (one 81-pixel pooling block), got {tuple(shape[1:3])}")
+        return super().__call__(x, *args, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -117,7 +117,8 @@ class GlobalStatsLayer(keras.layers.Layer):
             def yields(side):
                 spec = tf.TensorSpec([1, side, side, channels], tf.float32)
                 try:
-                    out = tf.function(self.positionwise).get_concrete_function(spec).structured_outputs
+                    fn = tf.function(self.positionwise, autograph=False)
+                    out = fn.get_concrete_function(spec).structured_outputs
                 except (ValueError, tf.errors.InvalidArgumentError):
                     return False
                 return min(out.shape[1], out.shape[2]) >= 1
@@ -151,7 +152,9 @@ class GlobalStatsLayer(keras.layers.Layer):
         def core_terms():
             core = self.positionwise(x[:, y0:y1, x0:x1, :])
             size = tf.shape(core)
-            return tf.reduce_sum(core[0], axis=[0, 1]), tf.cast(size[1] * size[2], tf.float32)
+            # positionwise may compute in float64 (InstanceNorm does); the state is float32
+            terms = tf.cast(tf.reduce_sum(core[0], axis=[0, 1]), self.terms.dtype)
+            return terms, tf.cast(size[1] * size[2], tf.float32)
 
         terms, count = tf.cond(
             big_enough, core_terms,
@@ -163,5 +166,5 @@ class GlobalStatsLayer(keras.layers.Layer):
         pooled = tf.cond(
             self.use_given > 0.5,
             lambda: tf.tile(self.given[tf.newaxis], [shape[0], 1]),
-            lambda: tf.reduce_mean(self.positionwise(x), axis=[1, 2]))
+            lambda: tf.cast(tf.reduce_mean(self.positionwise(x), axis=[1, 2]), self.given.dtype))
         return self.apply(x, pooled)

@@ -35,7 +35,7 @@ __all__ = ["load_model", "load_weights_into", "read_header", "save_weights"]
 NAME_ATTR = "isp_tf_model"
 CONFIG_ATTR = "isp_tf_config"
 VERSION_ATTR = "isp_tf_version"
-_TILING_STATE = ("core_box", "input_hw", "given", "use_given", "terms", "count")
+_TILING_STATE = GlobalStatsLayer.TILING_VARIABLES
 
 
 def _jsonable(value):
@@ -50,11 +50,8 @@ def _jsonable(value):
 
 def _tiling_state_ids(model):
     """ids of the non-persistent variables tiling-mode GlobalStatsLayers add."""
-    ids = set()
-    for layer in model.submodules:
-        if isinstance(layer, GlobalStatsLayer) and layer.tiling:
-            ids.update(id(getattr(layer, attr)) for attr in _TILING_STATE if hasattr(layer, attr))
-    return ids
+    return {id(v) for layer in model.submodules if isinstance(layer, GlobalStatsLayer)
+            for v in layer.tiling_variables()}
 
 
 def _model_weights(model):

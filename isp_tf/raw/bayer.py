@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isp_tf.errors import InputShapeError, UnsupportedCFAError
+from isp_tf.errors import InputShapeError, RawReadError, UnsupportedCFAError
 from isp_tf.raw.image import CFA_PATTERNS, RawImage
 
 _RGGB_OFFSET = {"RGGB": (0, 0), "GRBG": (0, 1), "GBRG": (1, 0), "BGGR": (1, 1)}
@@ -53,7 +53,7 @@ def _site_array(values) -> np.ndarray:
         return np.full((2, 2), float(v.reshape(())))
     if v.size == 4:
         return v.reshape(2, 2)
-    raise ValueError(f"expected 1 or 4 per-site values, got {v.size}")
+    raise RawReadError("<RawImage>", f"black_level needs 1 or 4 per-site values, got {v.size}")
 
 
 def normalize_bayer(raw: RawImage) -> np.ndarray:
@@ -66,13 +66,14 @@ def normalize_bayer(raw: RawImage) -> np.ndarray:
     black = _site_array(raw.black_level)
     white = float(raw.white_level)
     if np.any(white <= black):
-        raise ValueError(f"{raw.path or '<RawImage>'}: white level {white} is not above "
-                         f"black level {black.ravel().tolist()}")
-    h, w = mosaic.shape
-    reps = ((h + 1) // 2, (w + 1) // 2)
-    black_full = np.tile(black.astype(np.float32), reps)[:h, :w]
-    scale_full = np.tile((1.0 / (white - black)).astype(np.float32), reps)[:h, :w]
-    out = (mosaic.astype(np.float32) - black_full) * scale_full
+        raise RawReadError(raw.path or "<RawImage>", f"white level {white} is not above the "
+                                                     f"black level {black.ravel().tolist()}")
+    out = mosaic.astype(np.float32)  # a copy
+    for y in (0, 1):
+        for x in (0, 1):
+            site = out[y::2, x::2]
+            site -= np.float32(black[y, x])
+            site *= np.float32(1.0 / (white - black[y, x]))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -140,38 +141,28 @@ def unpack_bayer(packed) -> np.ndarray:
 
 def cfa_masks(shape, cfa_pattern) -> np.ndarray:
     """Boolean ``(3, H, W)`` masks of the R, G and B sites of a mosaic."""
+    masks = np.zeros((3,) + tuple(shape), bool)
+    for (y, x), c in _site_colours(cfa_pattern).items():
+        masks[c, y::2, x::2] = True
+    return masks
+
+
+def _site_colours(cfa_pattern):
+    """{(y, x): colour index 0/1/2} for the four sites of a 2x2 block."""
     pattern = check_cfa_pattern(cfa_pattern)
-    h, w = shape
-    yy = np.arange(h)[:, None] % 2
-    xx = np.arange(w)[None, :] % 2
-    site = pattern[0:4]
-    colour = np.array(["RGB".index(site[2 * y + x]) for y in (0, 1) for x in (0, 1)]).reshape(2, 2)
-    c = colour[yy, xx]
-    return np.stack([c == i for i in range(3)])
-
-
-# 3x3 bilinear kernels applied to the channel's sparse samples (zeros elsewhere).
-_K_GREEN = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], np.float32) / 4
-_K_RED_BLUE = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float32) / 4
-
-
-def _conv3x3_mirror(x, k):
-    """3x3 correlation with 'mirror' borders (np.pad 'reflect', edge not repeated)."""
-    p = np.pad(x, 1, mode="reflect")
-    h, w = x.shape
-    out = np.zeros_like(x)
-    for i in range(3):
-        for j in range(3):
-            if k[i, j]:
-                out += k[i, j] * p[i:i + h, j:j + w]
-    return out
+    return {(y, x): "RGB".index(pattern[2 * y + x]) for y in (0, 1) for x in (0, 1)}
 
 
 def demosaic_bilinear(mosaic, cfa_pattern) -> np.ndarray:
     """Bilinear demosaic: ``(H, W)`` mosaic -> ``(H, W, 3)`` float32 RGB.
 
-    Each colour plane keeps its own samples; missing green is the mean of the
-    4 neighbours, missing red/blue the mean of the 2 or 4 nearest samples.
+    Each colour plane keeps its own samples. A missing green is the mean of
+    its 4 neighbours (all green in a Bayer mosaic); a missing red or blue is
+    the mean of the 2 horizontal neighbours (on a green site in that colour's
+    row), the 2 vertical ones (green site in the other row) or the 4 diagonal
+    ones (on the opposite colour's site). This is the classic convolution with
+    ``[[0,1,0],[1,4,1],[0,1,0]]/4`` (G) and ``[[1,2,1],[2,4,2],[1,2,1]]/4``
+    (R, B), evaluated per site.
 
     Borders are mirrored *without* repeating the edge pixel (numpy 'reflect',
     scipy.ndimage 'mirror', TF 'REFLECT'). That keeps the Bayer phase across
@@ -180,10 +171,27 @@ def demosaic_bilinear(mosaic, cfa_pattern) -> np.ndarray:
     colour under the kernel at the first/last row and column; we do not.
     """
     m = _check_mosaic(mosaic).astype(np.float32, copy=False)
-    masks = cfa_masks(m.shape, cfa_pattern)
-    out = np.empty(m.shape + (3,), np.float32)
-    for c, k in ((0, _K_RED_BLUE), (1, _K_GREEN), (2, _K_RED_BLUE)):
-        out[..., c] = _conv3x3_mirror(np.where(masks[c], m, np.float32(0)), k)
+    colours = _site_colours(cfa_pattern)
+    h, w = m.shape
+    p = np.pad(m, 1, mode="reflect")
+    horiz = p[1:-1, :-2] + p[1:-1, 2:]                     # left + right
+    vert = p[:-2, 1:-1] + p[2:, 1:-1]                      # up + down
+    diag = p[:-2, :-2] + p[:-2, 2:] + p[2:, :-2] + p[2:, 2:]
+    cross = (horiz + vert) * np.float32(0.25)
+    horiz *= np.float32(0.5)
+    vert *= np.float32(0.5)
+    diag *= np.float32(0.25)
+    out = np.empty((h, w, 3), np.float32)
+    for (y, x), c in colours.items():
+        site = (slice(y, None, 2), slice(x, None, 2))
+        out[site + (c,)] = m[site]
+        if c == 1:  # green site: R and B from its row and its column
+            row_colour = colours[(y, 1 - x)]               # the non-green in this row
+            out[site + (row_colour,)] = horiz[site]
+            out[site + (2 - row_colour,)] = vert[site]
+        else:       # red or blue site: green from the cross, the other from the diagonals
+            out[site + (1,)] = cross[site]
+            out[site + (2 - c,)] = diag[site]
     return out
 
 

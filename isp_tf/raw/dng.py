@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
-import os
 import struct
 
 import numpy as np
@@ -27,14 +26,12 @@ import numpy as np
 from isp_tf.errors import InputShapeError, RawWriteError
 from isp_tf.raw.bayer import check_cfa_pattern
 from isp_tf.raw.color import SRGB_TO_XYZ, xyz_to_cam_from_cam_to_xyz
-from isp_tf.raw.image import Exif, RawImage
+from isp_tf.raw.image import RawImage
 from isp_tf.utils import atomic_write
 
 # TIFF field types
 BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL = 1, 2, 3, 4, 5, 7, 10
-_TYPE_FMT = {BYTE: "B", ASCII: "s", SHORT: "H", LONG: "I", RATIONAL: "II", UNDEFINED: "B",
-             SRATIONAL: "ii"}
-_TYPE_SIZE = {BYTE: 1, ASCII: 1, SHORT: 2, LONG: 4, RATIONAL: 8, UNDEFINED: 1, SRATIONAL: 8}
+_TYPE_FMT = {BYTE: "B", SHORT: "H", LONG: "I", RATIONAL: "II", UNDEFINED: "B", SRATIONAL: "ii"}
 
 ILLUMINANT_D65 = 21  # DNG CalibrationIlluminant code
 MIN_SIDE = 22  # LibRaw (like dcraw) treats images under 22 pixels a side as not RAW
@@ -42,10 +39,17 @@ _CFA_CODE = {"R": 0, "G": 1, "B": 2}
 
 
 def _rational(x, signed=False):
-    """(numerator, denominator) of ``x``, exact for short decimals like 1/125 or 2.8."""
-    f = fractions.Fraction(float(x)).limit_denominator(1_000_000)
+    """(numerator, denominator) of ``x``, exact for short decimals like 1/125 or 2.8.
+
+    Denominators up to 10^6 keep matrix entries to ~1e-12; large values trade
+    denominator digits for numerator range.
+    """
     lim = 2 ** 31 - 1 if signed else 2 ** 32 - 1
-    while abs(f.numerator) > lim or f.denominator > lim:
+    x = float(x)
+    if not np.isfinite(x) or abs(x) > lim or (x < 0 and not signed):
+        raise ValueError(f"{x} cannot be stored as a TIFF {'S' if signed else ''}RATIONAL")
+    f = fractions.Fraction(x).limit_denominator(1_000_000)
+    while abs(f.numerator) > lim:
         f = f.limit_denominator(max(1, f.denominator // 10))
     return f.numerator, f.denominator
 
@@ -100,16 +104,16 @@ def write_tiff(path, image: np.ndarray, ifd0_entries, exif_entries=()):
     h, w = image.shape[:2]
     spp = 1 if image.ndim == 2 else image.shape[2]
     bits = image.dtype.itemsize * 8
-    pixels = image.astype("<u2" if bits == 16 else "u1", copy=False).tobytes()
+    pixels = np.ascontiguousarray(image.astype("<u2" if bits == 16 else "u1", copy=False))
     entries = [_entry(t, ty, v) for t, ty, v in ifd0_entries]
     entries += [_entry(256, LONG, w), _entry(257, LONG, h), _entry(258, SHORT, [bits] * spp),
                 _entry(259, SHORT, 1), _entry(277, SHORT, spp), _entry(278, LONG, h),
-                _entry(279, LONG, len(pixels)), _entry(284, SHORT, 1)]
+                _entry(279, LONG, pixels.nbytes), _entry(284, SHORT, 1)]
     exif = [_entry(t, ty, v) for t, ty, v in exif_entries]
     # Layout: header | pixels | IFD0 | EXIF IFD. Offsets need sizes, so place the
     # pixels first (at 8, well aligned) and patch the pointers in.
     pix_at = 8
-    ifd0_at = pix_at + len(pixels) + (len(pixels) % 2)
+    ifd0_at = pix_at + pixels.nbytes + (pixels.nbytes % 2)
     ifd0_entries_final = entries + [(273, LONG, 1, struct.pack("<I", pix_at))]
     if exif:
         ifd0_entries_final.append((34665, LONG, 1, b"\0\0\0\0"))  # sized now, patched below
@@ -123,8 +127,8 @@ def write_tiff(path, image: np.ndarray, ifd0_entries, exif_entries=()):
     header = b"II" + struct.pack("<HI", 42, ifd0_at)
     with atomic_write(path) as f:
         f.write(header)
-        f.write(pixels)
-        f.write(b"\0" * (len(pixels) % 2))
+        f.write(memoryview(pixels).cast("B"))  # no copy of a large mosaic
+        f.write(b"\0" * (pixels.nbytes % 2))
         f.write(tail)
 
 
@@ -248,4 +252,9 @@ def write_dng(path, bayer, metadata) -> None:
             exif.append((tag, typ, v))
     if exif:
         exif.append((36864, UNDEFINED, b"0230"))
-    write_tiff(path, arr.astype(np.uint16), ifd0, exif)
+    try:
+        write_tiff(path, arr.astype(np.uint16), ifd0, exif)
+    except RawWriteError:
+        raise
+    except ValueError as e:  # a value no TIFF field can hold (e.g. an absurd exposure time)
+        raise RawWriteError(where, str(e)) from None

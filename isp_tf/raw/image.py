@@ -52,6 +52,39 @@ class RawImage:
     path: Optional[str] = None
     camera: Optional[str] = None
 
+    def __post_init__(self):
+        """Normalise field types (lists become arrays) and reject what cannot be a Bayer image."""
+        from isp_tf.errors import InputShapeError, RawReadError, UnsupportedCFAError
+
+        where = self.path or "<RawImage>"
+        self.bayer = np.asarray(self.bayer)
+        if self.bayer.ndim != 2:
+            raise InputShapeError(f"{where}: bayer must be a 2-D mosaic, got shape "
+                                  f"{self.bayer.shape}")
+        if not isinstance(self.cfa_pattern, str) or self.cfa_pattern.upper() not in CFA_PATTERNS:
+            raise UnsupportedCFAError(where, f"CFA pattern {self.cfa_pattern!r} is not one of "
+                                             f"{', '.join(CFA_PATTERNS)}")
+        self.cfa_pattern = self.cfa_pattern.upper()
+        black = np.asarray(self.black_level, dtype=np.float32).ravel()
+        if black.size == 1:
+            black = np.repeat(black, 4)
+        if black.size != 4:
+            raise RawReadError(where, f"black_level needs 1 or 4 values, got {black.size}")
+        self.black_level = black
+        self.white_level = float(self.white_level)
+        gains = np.asarray(self.wb_gains, dtype=np.float32).ravel()
+        if gains.size != 3:
+            raise RawReadError(where, f"wb_gains needs 3 values (R, G, B), got {gains.size}")
+        self.wb_gains = gains
+        for name in ("cam_to_xyz", "cam_to_srgb"):
+            m = np.asarray(getattr(self, name), dtype=np.float64)
+            if m.shape != (3, 3):
+                raise RawReadError(where, f"{name} must be 3x3, got shape {m.shape}")
+            setattr(self, name, m)
+        if self.exif is None:
+            self.exif = Exif()
+        self.orientation = int(self.orientation or 1)
+
     @property
     def height(self) -> int:
         return int(self.bayer.shape[0])

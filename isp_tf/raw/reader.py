@@ -25,7 +25,7 @@ import logging
 import os
 import pathlib
 import struct
-import warnings
+import threading
 
 import numpy as np
 
@@ -33,8 +33,7 @@ from isp_tf.errors import (CorruptRawError, InputShapeError, LinearRawError, Mis
                            NotRawError, RawReadError, UnsupportedCFAError,
                            UnsupportedSensorError)
 from isp_tf.raw.bayer import check_cfa_pattern
-from isp_tf.raw.color import (SRGB_TO_XYZ, cam_to_srgb_from_xyz_to_cam,
-                              cam_to_xyz_from_cam_to_srgb)
+from isp_tf.raw.color import cam_to_srgb_from_xyz_to_cam, cam_to_xyz_from_cam_to_srgb
 from isp_tf.raw.image import Exif, RawImage
 
 #: LibRaw ``sizes.flip`` -> EXIF orientation code (dcraw maps tag 274 via "50132467").
@@ -44,6 +43,11 @@ FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 _ILLUMINANT_KELVIN = {1: 5500, 2: 4150, 3: 2850, 4: 5500, 9: 5500, 10: 6500, 11: 7500,
                       12: 6430, 13: 5000, 14: 4150, 15: 3450, 17: 2856, 18: 4874, 19: 6774,
                       20: 5503, 21: 6504, 22: 7504, 23: 5003, 24: 3200}
+
+#: File name extensions of TIFF-based RAW formats (a hint when the header is damaged).
+RAW_EXTENSIONS = {".dng", ".cr2", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".pef", ".srw",
+                  ".orf", ".rw2", ".raw", ".rwl", ".iiq", ".3fr", ".erf", ".kdc", ".dcr",
+                  ".mos", ".mef", ".fff"}
 
 # First bytes of RAW containers LibRaw knows; a file that starts like one but that
 # LibRaw refuses is damaged, not "not RAW".
@@ -66,20 +70,30 @@ def _is_tiff(head: bytes) -> bool:
     return head[:4] in (b"II*\0", b"MM\0*")
 
 
+class _QuietFilter(logging.Filter):
+    """Drops exifread/tifffile log records while the current thread is parsing a file
+    (they complain about odd maker-note tags); thread-safe, unlike changing levels."""
+
+    def __init__(self):
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record):
+        return not getattr(self.local, "depth", 0)
+
+
+_QUIET = _QuietFilter()
+for _name in ("exifread", "tifffile"):
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
 @contextlib.contextmanager
 def _quiet():
-    """Silence exifread/tifffile chatter about odd tags."""
-    loggers = [logging.getLogger(n) for n in ("exifread", "tifffile")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
+    _QUIET.local.depth = getattr(_QUIET.local, "depth", 0) + 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        yield
     finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+        _QUIET.local.depth -= 1
 
 
 def _tiff_tags(path) -> dict:
@@ -223,15 +237,23 @@ def _cam_to_srgb(rp, tiff):
     3. LibRaw's ``color_matrix`` (camera -> sRGB some formats store).
     4. Identity: no colour information anywhere, camera RGB is taken as sRGB.
     """
+    candidates = []
     dng_m = _dng_color(tiff) if 50706 in tiff else None
     if dng_m is not None:
-        return cam_to_srgb_from_xyz_to_cam(dng_m)
+        candidates.append(lambda: cam_to_srgb_from_xyz_to_cam(dng_m))
     xyz_to_cam = np.asarray(rp.rgb_xyz_matrix, dtype=np.float64)[:3]
     if np.any(xyz_to_cam):
-        return cam_to_srgb_from_xyz_to_cam(xyz_to_cam)
+        candidates.append(lambda: cam_to_srgb_from_xyz_to_cam(xyz_to_cam))
     rgb_cam = np.asarray(rp.color_matrix, dtype=np.float64)[:, :3]
     if np.any(rgb_cam) and np.all(np.abs(rgb_cam.sum(axis=1)) > 1e-6):
-        return rgb_cam / rgb_cam.sum(axis=1, keepdims=True)
+        candidates.append(lambda: rgb_cam / rgb_cam.sum(axis=1, keepdims=True))
+    for make in candidates:  # a degenerate (singular) matrix falls through to the next source
+        try:
+            m = make()
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if np.all(np.isfinite(m)):
+            return m
     return np.eye(3)
 
 
@@ -290,6 +312,9 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
         if 271 in tags or photometric in (32803, 34892):  # camera-written TIFF-based RAW
             return CorruptRawError(path, f"a camera TIFF-based RAW that LibRaw cannot parse "
                                          f"(truncated or damaged): {libraw_msg}")
+        if pathlib.Path(path).suffix.lower() in RAW_EXTENSIONS:
+            return CorruptRawError(path, f"named like a RAW file but its TIFF directory holds "
+                                         f"no RAW tags (damaged header?): {libraw_msg}")
         return NotRawError(path, "a TIFF image, not a camera RAW file")
     if _looks_raw(head):
         return CorruptRawError(path, f"starts like a RAW file but LibRaw cannot parse it "
@@ -369,7 +394,11 @@ def read_raw(path) -> RawImage:
                                                "RGB, there is no Bayer mosaic to read")
                 raise UnsupportedSensorError(path, "not a Bayer mosaic: several colours per "
                                                    "pixel (Foveon or demosaiced data)")
-            pattern = rp.raw_pattern
+            try:
+                pattern = rp.raw_pattern
+            except NotImplementedError:  # rawpy: a filter layout it cannot describe
+                raise UnsupportedSensorError(path, f"colour filter layout (LibRaw filters "
+                                                   f"code) that is not a Bayer mosaic") from None
             if pattern is None or pattern.shape == (1, 1) or rp.num_colors == 1:
                 raise UnsupportedSensorError(path, "monochrome sensor (no colour filter array)")
             if pattern.shape == (6, 6):
@@ -399,8 +428,8 @@ def read_raw(path) -> RawImage:
         except rawpy.LibRawIOError as e:
             raise CorruptRawError(path, f"pixel data is truncated: {_msg(e)}") from None
         except rawpy.LibRawError as e:
-            raise CorruptRawError(path, f"LibRaw could not decode the pixels: {_msg(e)}") \
-                from None
+            raise CorruptRawError(path, f"pixel data is damaged, LibRaw could not decode it: "
+                                        f"{_msg(e)}") from None
     tags = _exif_tags(path) if _is_tiff(head) else {}
     return RawImage(
         bayer=bayer, cfa_pattern=cfa, black_level=black, white_level=white,
@@ -418,9 +447,10 @@ def _as_exif(exif) -> Exif:
     if isinstance(exif, dict):
         unknown = set(exif) - {"iso", "exposure_time", "f_number", "focal_length"}
         if unknown:
-            raise ValueError(f"unknown exif fields {sorted(unknown)}")
+            raise RawReadError("<exif>", f"unknown exif fields {sorted(unknown)}")
         return Exif(**exif)
-    raise TypeError(f"exif must be an Exif, a dict or None, got {type(exif).__name__}")
+    raise RawReadError("<exif>", f"exif must be an Exif, a dict or None, got "
+                                 f"{type(exif).__name__}")
 
 
 def read_bayer_array(src, *, shape=None, cfa_pattern, black_level, white_level,
@@ -442,9 +472,9 @@ def read_bayer_array(src, *, shape=None, cfa_pattern, black_level, white_level,
       exif: :class:`Exif`, dict of its fields, or None.
 
     Raises:
-      MissingFileError, NotRawError (size does not match ``shape`` x ``dtype``,
-      or an image that is not single-channel), InputShapeError,
-      UnsupportedCFAError.
+      MissingFileError; NotRawError (size does not match ``shape`` x ``dtype``,
+      or an image that is not single-channel); InputShapeError;
+      UnsupportedCFAError; RawReadError (inconsistent levels, gains, matrix).
     """
     where = "<array>"
     if isinstance(src, (str, os.PathLike)):
@@ -487,19 +517,19 @@ def read_bayer_array(src, *, shape=None, cfa_pattern, black_level, white_level,
     if black.size == 1:
         black = np.repeat(black, 4)
     if black.size != 4:
-        raise ValueError(f"{where}: black_level needs 1 or 4 values, got {black.size}")
+        raise RawReadError(where, f"black_level needs 1 or 4 values, got {black.size}")
     if not float(white_level) > float(black.max()):
-        raise ValueError(f"{where}: white level {white_level} must exceed the black level "
-                         f"{black.tolist()}")
+        raise RawReadError(where, f"white level {white_level} must exceed the black level "
+                                  f"{black.tolist()}")
     wb = np.ones(3) if wb_gains is None else _valid_gains(np.asarray(wb_gains, np.float64))
     if wb is None:
-        raise ValueError(f"{where}: wb_gains must be 3 positive numbers, got {wb_gains}")
+        raise RawReadError(where, f"wb_gains must be 3 positive numbers, got {wb_gains}")
     if color_matrix is None:
         cam_to_srgb = np.eye(3)
     else:
         cm = np.asarray(color_matrix, dtype=np.float64)
         if cm.shape != (3, 3):
-            raise ValueError(f"{where}: color_matrix must be 3x3, got {cm.shape}")
+            raise RawReadError(where, f"color_matrix must be 3x3, got {cm.shape}")
         cam_to_srgb = cam_to_srgb_from_xyz_to_cam(cm)
     return RawImage(
         bayer=mosaic, cfa_pattern=pattern, black_level=black, white_level=float(white_level),

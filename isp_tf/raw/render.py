@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from isp_tf.errors import InputShapeError
-from isp_tf.raw.bayer import cfa_masks, demosaic_bilinear, normalize_bayer, rggb_crop
+from isp_tf.raw.bayer import check_cfa_pattern, demosaic_bilinear, normalize_bayer, rggb_crop
 from isp_tf.raw.color import apply_color_matrix, linear_to_srgb
 from isp_tf.raw.image import RawImage
 
@@ -16,8 +16,10 @@ def render_classical(raw: RawImage, *, align_to_packed: bool = False) -> np.ndar
     highlight clipping, no auto-brightening, linear demosaic, sRGB output):
 
     1. per-site black subtraction and division by (white - black), clip [0, 1];
-    2. white balance gains (G = 1) on the mosaic, clip [0, 1] (saturated
-       highlights stay white instead of turning magenta);
+    2. white balance gains on the mosaic, clip [0, 1]. The gains are scaled so
+       the smallest is 1 (normally G, so usually unchanged): every channel of a
+       saturated pixel then clips to 1 and highlights stay white instead of
+       turning magenta (dcraw/LibRaw's highlight mode 0 does the same);
     3. bilinear demosaic with mirrored borders (:func:`demosaic_bilinear`);
     4. camera -> linear sRGB with ``raw.cam_to_srgb``, clip [0, 1];
     5. the sRGB transfer curve.
@@ -35,13 +37,15 @@ def render_classical(raw: RawImage, *, align_to_packed: bool = False) -> np.ndar
         mosaic first, so the crop has no extra border effects.
     """
     mosaic = normalize_bayer(raw)
-    gains = np.asarray(raw.wb_gains, dtype=np.float32)
-    masks = cfa_masks(mosaic.shape, raw.cfa_pattern)
-    gain_map = gains[0] * masks[0] + gains[1] * masks[1] + gains[2] * masks[2]
-    mosaic = np.minimum(mosaic * gain_map.astype(np.float32), np.float32(1.0))
-    rgb = demosaic_bilinear(mosaic, raw.cfa_pattern)
-    rgb = np.clip(apply_color_matrix(rgb, raw.cam_to_srgb), 0.0, 1.0)
-    out = linear_to_srgb(rgb).astype(np.float32, copy=False)
+    gains = np.asarray(raw.wb_gains, dtype=np.float64)
+    gains = (gains / gains.min()).astype(np.float32)  # as LibRaw: smallest gain 1, see step 2
+    pattern = check_cfa_pattern(raw.cfa_pattern, raw.path or "<RawImage>")
+    for y in (0, 1):
+        for x in (0, 1):
+            mosaic[y::2, x::2] *= gains["RGB".index(pattern[2 * y + x])]
+    np.minimum(mosaic, np.float32(1.0), out=mosaic)
+    rgb = demosaic_bilinear(mosaic, pattern)
+    out = linear_to_srgb(apply_color_matrix(rgb, raw.cam_to_srgb))  # clips to [0, 1] first
     if align_to_packed:
         y0, y1, x0, x1 = rggb_crop(mosaic.shape, raw.cfa_pattern)
         out = out[y0:y1, x0:x1]

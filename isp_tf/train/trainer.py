@@ -373,9 +373,10 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     else:
         train_writer = val_writer = tf.summary.create_noop_writer()
 
+    schedule = make_learning_rate(recipe)
+
     def current_lr(step):
-        lr = optimizer.learning_rate
-        return float(lr(step) if callable(lr) else lr)
+        return float(schedule(step) if callable(schedule) else schedule)
 
     say(f"{settings.model}{'' if level is None else f' level {level}'}{' (QAT)' if settings.qat else ''}: "
         f"{model.count_params():,} parameters, {replicas} replica(s), batch {recipe.batch_size}, "

@@ -5,8 +5,7 @@ import numpy as np
 
 from isp_tf.data.photos import load_photo
 from isp_tf.data.synthetic import synthesize
-from isp_tf.raw import (CFA_PATTERNS, RawImage, normalize_bayer, render_classical,
-                        unpack_bayer, write_dng)
+from isp_tf.raw import RawImage, normalize_bayer, render_classical, unpack_bayer
 
 
 def small_raw(seed, shape=(36, 44), pattern="RGGB", orientation=1, photo="astronaut") -> RawImage:

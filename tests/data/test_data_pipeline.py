@@ -133,6 +133,16 @@ def test_shards_are_disjoint_and_cover_everything(paired_dir):
     assert parts[0] | parts[1] == whole
 
 
+def test_patches_per_image_repeats_each_decoded_image(paired_dir):
+    ds = build_dataset(f"paired:{paired_dir}", patch_size=P, batch_size=6, shuffle=False, augment=False,
+                       random_crop=False, patches_per_image=3)
+    x, _ = batches(ds, 1)[0]
+    assert all(np.array_equal(x[0], x[i]) for i in (1, 2)) and not np.array_equal(x[0], x[3])
+    assert all(np.array_equal(x[3], x[i]) for i in (4, 5))
+    with pytest.raises(DatasetError, match="patches_per_image"):
+        build_dataset(f"paired:{paired_dir}", patches_per_image=0)
+
+
 def test_distributed_dataset_runs_under_a_strategy(paired_dir):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     dist = build_distributed_dataset(strategy, f"paired:{paired_dir}", batch_size=2, patch_size=P, seed=0)
@@ -158,6 +168,18 @@ def test_synthetic_spec(tmp_path):
     assert train[0].shape == (3, 16, 16, 4) and train[1].shape == (3, 32, 32, 3)
     assert 0 <= train[0].min() and train[0].max() <= 1 and 0 <= train[1].min() and train[1].max() <= 1
     assert not np.array_equal(np.sort(train[1].ravel()), np.sort(val[1].ravel()))  # other seeds
+
+
+def test_synthetic_spec_with_named_photos():
+    from isp_tf.data.layouts import find_examples
+
+    keys = [e.key for e in find_examples("synthetic:4:chelsea,coffee", "val")]
+    assert keys == ["synthetic/val/chelsea/0", "synthetic/val/coffee/1", "synthetic/val/chelsea/2",
+                    "synthetic/val/coffee/3"]
+    raw, rgb = find_examples("synthetic:1:rocket")[0].load()
+    assert rgb.shape[:2] == raw.bayer.shape == (426, 640)  # rocket.jpg is 427x640, cut to even
+    with pytest.raises(DatasetError, match="eagle"):
+        find_examples("synthetic:2:chelsea,eagle")
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -194,3 +216,13 @@ def test_pair_with_mismatched_sizes_is_named(tmp_path):
     (tmp_path / "a.png").unlink()
     with pytest.raises(DatasetError, match="without an sRGB image.*a"):
         build_dataset(f"paired:{tmp_path}", patch_size=P)
+
+
+def test_rendered_pairs_from_real_camera_files(raw_samples, tmp_path):
+    """A Canon EOS D30 CRW (LibRaw's matrix, invalid camera WB): the real file, linked, not copied."""
+    (tmp_path / raw_samples["crw"].name).symlink_to(raw_samples["crw"])
+    raw = read_raw(raw_samples["crw"])
+    ds = build_dataset(f"rendered:{tmp_path}", patch_size=32, batch_size=4, seed=0)
+    x, y = batches(ds, 1)[0]
+    for packed, rgb in zip(x, y):
+        np.testing.assert_allclose(render_of_patch(packed, raw)[1:-1, 1:-1], rgb[1:-1, 1:-1], atol=2e-6)

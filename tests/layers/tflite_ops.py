@@ -24,7 +24,7 @@ NNAPI12_MAX_VERSION = {
 
 def convert(model, input_shape):
     """FP32 .tflite bytes of ``model`` for a fixed input shape (what NNAPI needs)."""
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+    fn = tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(
         tf.TensorSpec(input_shape, tf.float32))
     return tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert()
 

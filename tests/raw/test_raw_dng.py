@@ -87,18 +87,23 @@ def test_orientation_round_trip(tmp_path, orientation):
     assert read_raw(path).orientation == orientation
 
 
-def test_round_trip_of_a_real_file(tmp_path, raw_samples):
-    src = read_raw(raw_samples["crw"])
+@pytest.mark.parametrize("key", ["crw", "dng"])
+def test_round_trip_of_a_real_file(tmp_path, raw_samples, key):
+    src = read_raw(raw_samples[key])
     crop = src.bayer[:64, :96]
-    write_dng(tmp_path / "crw.dng", crop, src)
-    back = read_raw(tmp_path / "crw.dng")
+    write_dng(tmp_path / "real.dng", crop, src)
+    back = read_raw(tmp_path / "real.dng")
     np.testing.assert_array_equal(back.bayer, crop)
     assert back.cfa_pattern == src.cfa_pattern
     np.testing.assert_array_equal(back.black_level, src.black_level)
+    assert back.white_level == src.white_level
     np.testing.assert_allclose(back.wb_gains, src.wb_gains, rtol=1e-6)
     np.testing.assert_allclose(back.cam_to_srgb, src.cam_to_srgb, atol=1e-9)
+    assert back.camera == src.camera and back.orientation == src.orientation
     for field in ("iso", "exposure_time", "f_number", "focal_length"):
-        assert getattr(back.exif, field) == pytest.approx(getattr(src.exif, field), rel=1e-6)
+        want = getattr(src.exif, field)
+        got = getattr(back.exif, field)
+        assert got is None if want is None else got == pytest.approx(want, rel=1e-6)
 
 
 def test_unknown_exif_is_left_out(tmp_path):
@@ -128,7 +133,36 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(RawWriteError, match="D65"):
         write_dng(p, ok, md)
     md = metadata("RGGB")
+    md["exif"] = Exif(exposure_time=1e12)  # beyond any TIFF RATIONAL
+    with pytest.raises(RawWriteError, match="RATIONAL"):
+        write_dng(p, ok, md)
+    md = metadata("RGGB")
     md["white_level"] = 50  # below the black level
     with pytest.raises(RawWriteError, match="white_level"):
         write_dng(p, ok, md)
     assert not p.exists()
+
+
+@pytest.mark.parametrize("top,left", [(1, 0), (0, 1), (1, 1), (3, 2)])
+def test_active_area_margins_shift_the_pattern(tmp_path, top, left):
+    """A DNG whose ActiveArea starts at an odd row/column: the visible area's top-left is
+    not the sensor's. Every pixel is labelled with its colour (CFAPattern RGGB counted
+    from the ActiveArea origin, as the DNG spec says); the pattern read_raw reports must
+    give each visible pixel its labelled colour."""
+    from isp_tf.raw.dng import BYTE, LONG, SHORT, SRATIONAL, write_tiff
+
+    yy, xx = np.mgrid[0:40, 0:50]
+    colour = np.array([[0, 1], [1, 2]])[(yy - top) % 2, (xx - left) % 2]
+    full = (1000 * (colour + 1) + yy).astype(np.uint16)
+    tags = [(262, SHORT, 32803), (33421, SHORT, [2, 2]), (33422, BYTE, [0, 1, 1, 2]),
+            (50706, BYTE, [1, 4, 0, 0]), (50717, LONG, 4095), (50829, LONG, [top, left, 40, 50]),
+            (50721, SRATIONAL, [1, 0, 0, 0, 1, 0, 0, 0, 1])]
+    write_tiff(tmp_path / "aa.dng", full, tags)
+    raw = read_raw(tmp_path / "aa.dng")
+    h, w = raw.bayer.shape
+    assert h <= 40 - top and w <= 50 - left
+    np.testing.assert_array_equal(raw.bayer, full[40 - h:, 50 - w:])
+    labels = raw.bayer // 1000 - 1
+    for y in (0, 1):
+        for x in (0, 1):
+            assert np.all(labels[y::2, x::2] == "RGB".index(raw.cfa_pattern[2 * y + x]))

@@ -105,6 +105,20 @@ def test_apply_orientation_codes():
         apply_orientation(img, 9)
 
 
+def test_gain_below_one_matches_libraw(tmp_path, raw_samples):
+    """A white balance with R gain < 1 (relative to G): LibRaw rescales the gains so the
+    smallest is 1, which brightens the image and keeps clipped highlights white."""
+    raw = read_raw(raw_samples["crw"])
+    raw = dataclasses.replace(raw, bayer=raw.bayer[300:428, 500:692],
+                              wb_gains=np.float32([0.8, 1.0, 1.3]))
+    write_dng(tmp_path / "g.dng", raw.bayer, raw)
+    ours = render_classical(read_raw(tmp_path / "g.dng"))
+    ref = libraw_render(tmp_path / "g.dng", use_camera_wb=True)
+    assert np.abs(ours - ref)[1:-1, 1:-1].mean() < 1e-3
+    white = dataclasses.replace(raw, bayer=np.full((24, 24), 4095, np.uint16))
+    np.testing.assert_allclose(render_classical(white), 1.0, atol=1e-6)
+
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_orientation_agrees_with_libraw(tmp_path, raw_samples, orientation):
     raw = read_raw(raw_samples["crw"])

@@ -134,3 +134,18 @@ def test_bad_inputs_raise_named_errors():
         unpack_bayer(np.zeros((4, 4, 3)))
     with pytest.raises(InputShapeError, match="too small"):
         pack_bayer(np.zeros((2, 3)), "BGGR")
+
+
+def test_raw_image_coerces_and_validates_fields():
+    from isp_tf.errors import RawReadError
+
+    raw = make_raw(np.zeros((4, 4), np.uint16), "bggr", black=5)
+    assert raw.cfa_pattern == "BGGR"
+    np.testing.assert_array_equal(raw.black_level, [5, 5, 5, 5])
+    assert raw.black_level.dtype == np.float32 and raw.wb_gains.dtype == np.float32
+    with pytest.raises(UnsupportedCFAError, match="'RGBG'"):
+        make_raw(np.zeros((4, 4)), "RGBG")
+    with pytest.raises(InputShapeError, match="2-D"):
+        make_raw(np.zeros((4, 4, 3)), "RGGB")
+    with pytest.raises(RawReadError, match="black_level needs 1 or 4"):
+        make_raw(np.zeros((4, 4)), "RGGB", black=(1, 2, 3))

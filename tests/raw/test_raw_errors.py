@@ -132,3 +132,51 @@ def test_read_bayer_array_errors(tmp_path, raw_samples):
         read_bayer_array(tmp_path / "rgb.png", **kw)
     with pytest.raises(InputShapeError, match="2-D"):
         read_bayer_array(np.zeros((4, 4, 4)), **kw)
+
+
+@pytest.mark.parametrize("where", [1 / 4, 1 / 3, 1 / 2])
+def test_damaged_compressed_data(tmp_path, raw_samples, where):
+    """4 KB of noise inside the CRW's compressed (lossless JPEG-like) pixel data."""
+    data = bytearray(raw_samples["crw"].read_bytes())
+    at = int(len(data) * where)
+    data[at:at + 4096] = np.random.default_rng(7).integers(0, 256, 4096, np.uint8).tobytes()
+    path = tmp_path / "damaged.crw"
+    path.write_bytes(bytes(data))
+    _raises(CorruptRawError, path, "damaged")
+
+
+def test_damaged_dng_header(tmp_path, raw_samples):
+    """Noise over the first IFD: no DNG tags left, but the name says DNG -> corrupt, not 'not RAW'."""
+    data = bytearray(raw_samples["dng"].read_bytes())
+    data[29:29 + 4096] = np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes()
+    path = tmp_path / "damaged.dng"
+    path.write_bytes(bytes(data))
+    _raises(CorruptRawError, path, "damaged header")
+    path.rename(tmp_path / "damaged.tif")  # named like an image: not a RAW file
+    _raises(NotRawError, tmp_path / "damaged.tif", "TIFF image")
+
+
+def test_singular_colour_matrix_does_not_crash(tmp_path, mosaic):
+    """A DNG whose ColorMatrix1 is singular: read_raw falls back to the next colour source."""
+    singular = [1, 1] * 9  # all ones
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50717, "I", 1, 4095, True),
+            (271, "s", 0, "Foo", True), (272, "s", 0, "Bar", True),
+            (50721, "2i", 9, singular, True)] + cfa_tags((2, 2), [0, 1, 1, 2])
+    tifffile.imwrite(tmp_path / "s.dng", mosaic, photometric=32803, extratags=tags)
+    raw = read_raw(tmp_path / "s.dng")
+    assert np.all(np.isfinite(raw.cam_to_srgb))
+    np.testing.assert_allclose(raw.cam_to_srgb.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_reading_from_threads_is_safe(raw_samples):
+    """tf.data decodes in parallel threads: concurrent reads give identical results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [raw_samples["dng"], raw_samples["crw"]] * 3
+    with ThreadPoolExecutor(4) as pool:
+        raws = list(pool.map(read_raw, paths))
+    for raw, path in zip(raws, paths):
+        ref = raws[paths.index(path)]
+        np.testing.assert_array_equal(raw.bayer, ref.bayer)
+        np.testing.assert_array_equal(raw.wb_gains, ref.wb_gains)
+        assert raw.exif == ref.exif and raw.camera == ref.camera

@@ -1,0 +1,332 @@
+"""Exact tiled inference with LiteRT: a frame through a tile-sized ``.tflite``.
+
+:mod:`isp_tf.infer.tiling` tiles Keras models exactly (halo for the receptive
+field, statistics passes for whole-image statistics).  A phone or this
+benchmark runs the ``.tflite`` instead, so the same idea is applied to the
+flatbuffer:
+
+* :func:`expose_global_stats` rewrites the exported model.  Every ``MEAN``
+  over the spatial axes (MicroISP's attention pooling, PyNET's instance-norm
+  moments) is removed; its *output* (the pooled statistic) becomes an extra
+  model input and its *input* (the per-position map being averaged) an extra
+  model output.  Statistics are grouped by dependency depth: a statistic
+  computed from features that already used other statistics comes later.
+* :class:`TiledSession` (in the worker) runs, for every group, one pass over
+  all tiles with the statistics known so far fed in and sums the group's maps
+  over each tile's *core*; the sums divided by the position counts are the
+  whole-frame means.  A final pass with every statistic fed in writes the
+  output cores.  Each pass runs the full tile model (simple, one interpreter;
+  a pruned statistics-only graph would cost less: see ``passes``).
+
+Tile geometry comes from :func:`isp_tf.infer.tiling.analyze`: the halo (the
+receptive field) and the core step (MicroISP: 81, the attention's pooling
+block).  Tile boxes additionally start on a multiple of the statistics maps'
+stride, so a strided VALID pooling chain samples the frame's grid; the map
+rows of a core are then ``[(core_start - box_start) / jump, (core_end -
+box_start) / jump)``.  The output equals whole-frame inference up to float
+summation order (INT8: up to the requantisation of the means).
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from isp_tf.errors import IspTfError
+
+_SPATIAL_STRIDE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+
+
+def _lcm(*values: int) -> int:
+    out = 1
+    for v in values:
+        out = out * int(v) // math.gcd(out, int(v))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# the flatbuffer rewrite
+# ----------------------------------------------------------------------------
+def expose_global_stats(tflite: bytes):
+    """Rewrite a ``.tflite`` so whole-image means are fed in and their maps read out.
+
+    Returns ``(new_bytes, stats)``; ``stats`` lists, per removed ``MEAN``, a
+    dict with ``name``, ``given`` (index among the new model's inputs),
+    ``map`` (index among its outputs), ``jump`` (input pixels per map pixel)
+    and ``depth`` (pass number, 0 first).  The image input stays input 0 and
+    the image output output 0.  A model without spatial means comes back
+    unchanged with ``stats == []``.
+    """
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    graph = read_tflite(bytes(tflite))
+    model = graph.model
+    sg = model.subgraphs[0]
+    producer = {t.index: op for op in graph.operators for t in op.outputs}
+    means = []
+    for op in graph.operators:
+        if op.name != "MEAN" or op.inputs[0].rank != 4:
+            continue
+        axes = op.inputs[1].data if op.inputs[1] is not None else None
+        if axes is None or {int(a) % 4 for a in np.ravel(axes)} != {1, 2}:
+            continue
+        means.append(op)
+    if not means:
+        return bytes(tflite), []
+    mean_of_output = {m.outputs[0].index: k for k, m in enumerate(means)}
+    image_input = graph.inputs[0].index
+
+    # dependency depth of each mean: the deepest mean upstream of its input, plus one
+    upstream_cache: Dict[int, frozenset] = {}
+
+    def upstream(tensor_index: int) -> frozenset:
+        if tensor_index in upstream_cache:
+            return upstream_cache[tensor_index]
+        upstream_cache[tensor_index] = frozenset()  # cycle guard (graphs are acyclic)
+        found = set()
+        if tensor_index in mean_of_output:
+            found.add(mean_of_output[tensor_index])
+            result = frozenset(found)
+        else:
+            op = producer.get(tensor_index)
+            for t in (op.inputs if op is not None else []):
+                if t is not None and not t.constant:
+                    found |= upstream(t.index)
+            result = frozenset(found)
+        upstream_cache[tensor_index] = result
+        return result
+
+    depth: Dict[int, int] = {}
+
+    def depth_of(k: int) -> int:
+        if k not in depth:
+            depth[k] = 1 + max((depth_of(j) for j in upstream(means[k].inputs[0].index)), default=-1)
+        return depth[k]
+
+    # input pixels per pixel of a tensor, following the first non-constant input
+    jump_cache: Dict[int, float] = {image_input: 1.0}
+
+    def jump_of(tensor_index: int) -> float:
+        if tensor_index in jump_cache:
+            return jump_cache[tensor_index]
+        op = producer.get(tensor_index)
+        if op is None:
+            raise IspTfError(f"tensor {tensor_index} does not come from the image input")
+        spatial = [t for t in op.inputs if t is not None and not t.constant and t.rank == 4]
+        base = jump_of(spatial[0].index) if spatial else 1.0
+        opts = op.options
+        if op.name in _SPATIAL_STRIDE_OPS:
+            base *= int(getattr(opts, "strideH", 1) or 1)
+        elif op.name == "SPACE_TO_DEPTH":
+            base *= int(opts.blockSize)
+        elif op.name == "DEPTH_TO_SPACE":
+            base /= int(opts.blockSize)
+        elif op.name == "TRANSPOSE_CONV":
+            base /= int(getattr(opts, "strideH", 1) or 1)
+        jump_cache[tensor_index] = base
+        return base
+
+    stats = []
+    new_inputs = [int(i) for i in sg.inputs]
+    new_outputs = [int(i) for i in sg.outputs]
+    for k, m in enumerate(means):
+        out_t = sg.tensors[m.outputs[0].index]
+        # the pooled statistic becomes a fixed-size input (batch 1)
+        shape = [1] + [int(d) for d in (out_t.shape if out_t.shape is not None else [])][1:]
+        out_t.shape = shape
+        out_t.shapeSignature = list(shape)
+        jump = jump_of(m.inputs[0].index)
+        if abs(jump - round(jump)) > 1e-9 or jump < 1:
+            raise IspTfError(f"{m.outputs[0].name}: a statistics map at 1/{jump} of the input "
+                             "cannot be cut into tiles")
+        stats.append({"name": m.outputs[0].name, "given": len(new_inputs), "map": len(new_outputs),
+                      "jump": int(round(jump)), "depth": depth_of(k)})
+        new_inputs.append(m.outputs[0].index)
+        new_outputs.append(m.inputs[0].index)
+    removed = {m.index for m in means}
+    sg.operators = [op for k, op in enumerate(sg.operators) if k not in removed]
+    sg.inputs = new_inputs
+    sg.outputs = new_outputs
+    model.signatureDefs = []  # the signature no longer matches; LiteRT falls back to the graph I/O
+    return write_tflite(model), stats
+
+
+# ----------------------------------------------------------------------------
+# the plan (parent process)
+# ----------------------------------------------------------------------------
+def axis_spans(length: int, core: int, halo: int, align: int) -> List[List[int]]:
+    """``[box_start, box_end, core_start, core_end]`` along one axis.
+
+    Cores of ``core`` px (the last one ends at ``length``; a remainder thinner
+    than half a core joins the previous one); boxes reach ``halo`` px beyond
+    the core, their start rounded down to a multiple of ``align``.
+    """
+    cuts = list(range(0, length, core)) + [length]
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < core // 2:
+        del cuts[-2]
+    spans = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        start = max(0, (a - halo) // align * align)
+        spans.append([start, min(length, b + halo), a, b])
+    return spans
+
+
+def plan(height: int, width: int, core: int, halo: int, align: int) -> List[List[int]]:
+    """Tiles as ``[y0, x0, y1, x1, cy0, cx0, cy1, cx1]`` (input pixels), row by row."""
+    rows = axis_spans(height, core, halo, align)
+    cols = axis_spans(width, core, halo, align)
+    return [[r[0], c[0], r[1], c[1], r[2], c[2], r[3], c[3]] for r in rows for c in cols]
+
+
+def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole) -> Dict:
+    """Everything a worker needs to run ``choice`` tiled on a frame of ``model_in_hw``.
+
+    Analyses the Keras model's tiling variant (halo, core step), rewrites the
+    exported ``.tflite`` with :func:`expose_global_stats` and plans the tiles.
+    ``tile``: ``"auto"`` (:func:`isp_tf.infer.tiling.auto_core`) or a core
+    side in packed pixels (rounded up to the core step).
+    """
+    from benchmarks import models as bm
+    from isp_tf.infer import tiling
+    from isp_tf.models import get_spec
+
+    spec = get_spec(choice.name)
+    variant = bm.build(choice, tiling=True)
+    footprint = tiling.analyze(variant, spec.size_multiple)
+    step = footprint.core_step
+    core = tiling.auto_core(footprint) if tile == "auto" else int(tile)
+    core = max(step, -(-core // step) * step)
+    exported_whole = pathlib.Path(exported_whole)
+    out_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tflite"
+    if not out_path.exists():
+        data, stats = expose_global_stats(exported_whole.read_bytes())
+        out_path.write_bytes(data)
+        out_path.with_suffix(".json").write_text(__import__("json").dumps(stats))
+    stats = __import__("json").loads(out_path.with_suffix(".json").read_text())
+    align = _lcm(footprint.stride, *(s["jump"] for s in stats))
+    h, w = int(model_in_hw[0]), int(model_in_hw[1])
+    tiles = plan(h, w, core, footprint.halo, align)
+    return {"model_path": str(out_path), "tiles": tiles, "stats": stats, "core": core,
+            "halo": footprint.halo, "align": align, "output_scale": footprint.output_scale,
+            "frame_hw": [h, w]}
+
+
+# ----------------------------------------------------------------------------
+# running (worker process: numpy + LiteRT only)
+# ----------------------------------------------------------------------------
+class TiledSession:
+    """Runs a frame tile by tile through the rewritten model (see the module docstring).
+
+    Attributes after construction: ``tiles`` (count), ``passes`` (statistics
+    groups + 1), ``core``, ``tile_input`` (the largest tile box, packed px).
+    """
+
+    def __init__(self, spec: Dict, threads: int, runtime: str = "xnnpack"):
+        from ai_edge_litert import interpreter as litert
+
+        from benchmarks import measure
+
+        if runtime not in ("xnnpack", "builtin"):
+            raise IspTfError(f"tiled mode runs on the interpreter runtimes (xnnpack, builtin), not {runtime!r}")
+        resolver = (litert.OpResolverType.AUTO if runtime == "xnnpack"
+                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.model_path = spec["model_path"]
+        with measure.quiet_native_stderr():
+            self.interpreter = litert.Interpreter(model_path=self.model_path, num_threads=threads,
+                                                  experimental_op_resolver_type=resolver)
+        self.spec = spec
+        self.stats = spec["stats"]
+        self.depths = sorted({s["depth"] for s in self.stats})
+        self.tile_list = [list(map(int, t)) for t in spec["tiles"]]
+        self.tiles = len(self.tile_list)
+        self.passes = len(self.depths) + 1
+        self.core = spec["core"]
+        self.tile_input = [max(t[2] - t[0] for t in self.tile_list), max(t[3] - t[1] for t in self.tile_list)]
+        self.scale = int(spec["output_scale"])
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self._shape = None
+        # tiles grouped by box size: fewer re-plans of the interpreter per pass
+        self.order = sorted(range(self.tiles), key=lambda i: (self.tile_list[i][2] - self.tile_list[i][0],
+                                                              self.tile_list[i][3] - self.tile_list[i][1], i))
+        self.resizes_per_frame = 0
+
+    def _resize(self, h: int, w: int):
+        if self._shape == (h, w):
+            return
+        detail = self.inputs[0]
+        strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
+        self.interpreter.resize_tensor_input(detail["index"], [1, h, w, int(detail["shape"][-1])], strict=strict)
+        self.interpreter.allocate_tensors()
+        self._shape = (h, w)
+        self.resizes_per_frame += 1
+
+    @staticmethod
+    def _to(detail, x):
+        scale, zero = detail.get("quantization", (0.0, 0))
+        if detail["dtype"] == np.float32 or not scale:
+            return np.asarray(x, dtype=detail["dtype"])
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.rint(np.asarray(x) / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+    @staticmethod
+    def _from(detail, y):
+        scale, zero = detail.get("quantization", (0.0, 0))
+        if y.dtype == np.float32 or not scale:
+            return y.astype(np.float32, copy=False)
+        return (y.astype(np.float32) - zero) * scale
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` (1, H, W, C) float32 -> (1, sH, sW, C') float32."""
+        it = self.interpreter
+        self.resizes_per_frame = 0
+        given = {s["given"]: np.zeros(self.inputs[s["given"]]["shape"], np.float32) for s in self.stats}
+        s = self.scale
+        out = None
+        for pass_index in range(self.passes):
+            final = pass_index == len(self.depths)
+            group = [] if final else [st for st in self.stats if st["depth"] == self.depths[pass_index]]
+            sums = {st["map"]: 0.0 for st in group}
+            counts = {st["map"]: 0 for st in group}
+            for i in self.order:
+                y0, x0, y1, x1, cy0, cx0, cy1, cx1 = self.tile_list[i]
+                self._resize(y1 - y0, x1 - x0)
+                it.set_tensor(self.inputs[0]["index"], self._to(self.inputs[0], frame[:, y0:y1, x0:x1]))
+                for idx, value in given.items():
+                    it.set_tensor(self.inputs[idx]["index"], self._to(self.inputs[idx], value))
+                it.invoke()
+                if final:
+                    y = self._from(self.outputs[0], it.get_tensor(self.outputs[0]["index"]))
+                    if out is None:
+                        out = np.empty((1, frame.shape[1] * s, frame.shape[2] * s, y.shape[-1]), np.float32)
+                    out[0, cy0 * s:cy1 * s, cx0 * s:cx1 * s] = y[0, (cy0 - y0) * s:(cy1 - y0) * s,
+                                                                 (cx0 - x0) * s:(cx1 - x0) * s]
+                    continue
+                for st in group:
+                    detail = self.outputs[st["map"]]
+                    fmap = self._from(detail, it.get_tensor(detail["index"]))
+                    j = st["jump"]
+                    part = fmap[0, (cy0 - y0) // j:-(-(cy1 - y0) // j), (cx0 - x0) // j:-(-(cx1 - x0) // j)]
+                    sums[st["map"]] = sums[st["map"]] + part.sum(axis=(0, 1), dtype=np.float64)
+                    counts[st["map"]] += part.shape[0] * part.shape[1]
+            for st in group:
+                if counts[st["map"]] == 0:
+                    raise IspTfError(f"{st['name']}: the frame is smaller than one pooling window")
+                mean = (sums[st["map"]] / counts[st["map"]]).astype(np.float32)
+                given[st["given"]] = mean.reshape(given[st["given"]].shape)
+        return out
+
+    def macs(self) -> int:
+        """MACs of one frame: every tile of every pass, counted at its own size."""
+        from benchmarks.macs import tflite_macs
+
+        per_shape: Dict[tuple, int] = {}
+        total = 0
+        for y0, x0, y1, x1, *_ in self.tile_list:
+            key = (y1 - y0, x1 - x0)
+            if key not in per_shape:
+                per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], int(self.inputs[0]["shape"][-1])])
+            total += per_shape[key]
+        return total * self.passes
