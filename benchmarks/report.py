@@ -29,7 +29,7 @@ COLUMNS = (
     ("mode", "mode", None), ("runtime", "runtime", None), ("status", "status", None),
     ("median_s", "median s", 3), ("p90_s", "p90 s", 3), ("first_s", "first s", 3),
     ("init_s", "init s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_bytes", "size KB", None),
-    ("gmacs", "GMAC", 1), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
+    ("gmacs", "GMAC", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
     ("psnr_vs_whole_db", "PSNR vs whole dB", 1),
 )
 
@@ -48,6 +48,8 @@ def _cell(record, key, digits):
         return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record.get('passes', 1)} passes)"
     if key == "status" and value not in (None, "ok") and record.get("message"):
         return f"{value}: {str(record['message'])[:80]}".replace("|", "/")
+    if digits == "g" and isinstance(value, (int, float)):
+        return f"{value:.3g}"
     if digits is not None and isinstance(value, (int, float)):
         return _fmt(float(value), digits)
     return _fmt(value)

@@ -240,7 +240,7 @@ class Harness:
 
     def measure_gemm(self):
         for threads in sorted({1, self.threads}):
-            spec = {"kind": "gemm", "n": 1024, "seconds": 1.5}
+            spec = {"kind": "gemm", "n": 1024, "seconds": 1.0}
             res = run_child(spec, self.workdir, threads, self.limit_mb, 300, f"gemm_{threads}t")
             self.gemm[threads] = round(float(res.get("gflops", 0.0)), 1)
         self.machine["gemm_peak_gflops_1_thread"] = self.gemm.get(1)
@@ -260,7 +260,7 @@ class Harness:
                 record["peak_fraction"] = round(record["gflops"] / peak, 3)
         for key in ("median_s", "p90_s", "first_s", "init_s", "min_s", "mean_s"):
             if isinstance(record.get(key), float):
-                record[key] = round(record[key], 4)
+                record[key] = round(record[key], 6)
         for key in ("median_s", "p90_s", "peak_rss_mb", "size_bytes", "gmacs"):
             record.setdefault(key, None)
         self.records.append(record)

@@ -412,6 +412,41 @@ def synthetic_examples(rest: Optional[str], split: str, spec: str, seed: int = 0
                         functools.partial(_load_synthetic, i, s, tuple(names))) for i in range(n)]
 
 
+# --------------------------------------------------------------------------- decode
+#: Layout of the metadata vector (``with_metadata=True``).
+META_FIELDS = ("wb_gains", "cam_to_srgb", "cam_to_xyz", "exif")
+META_SIZES = (3, 9, 9, 4)
+
+
+def _exif_vector(exif) -> np.ndarray:
+    """[focal_length, f_number, exposure_time, iso], 0 where unknown (as ParamISP)."""
+    values = (exif.focal_length, exif.f_number, exif.exposure_time, exif.iso)
+    return np.array([float(v) if v else 0.0 for v in values], np.float32)
+
+
+def decode_example(example: PairExample, patch_size: int = 0):
+    """Decode one pair: ``(mosaic (H, W) float32 in [0, 1], pattern index, rgb (H, W, 3), meta (25,))``.
+
+    Raises:
+      DatasetError: the pair cannot be read, or is smaller than ``patch_size``
+        once cropped to start on a red pixel.
+    """
+    from isp_tf.raw import normalize_bayer, rggb_offset
+
+    raw, rgb = example.load()
+    mosaic = normalize_bayer(raw)
+    dy, dx = rggb_offset(raw.cfa_pattern)
+    if patch_size and (mosaic.shape[0] - dy < patch_size or mosaic.shape[1] - dx < patch_size):
+        raise DatasetError(f"{example.key}: image {mosaic.shape[1]}x{mosaic.shape[0]} ({raw.cfa_pattern}) "
+                           f"is smaller than patch_size {patch_size} (+{max(dy, dx)} to start on red)")
+    meta = np.concatenate([np.asarray(raw.wb_gains, np.float32).reshape(3),
+                           np.asarray(raw.cam_to_srgb, np.float32).reshape(9),
+                           np.asarray(raw.cam_to_xyz, np.float32).reshape(9),
+                           _exif_vector(raw.exif)])
+    return (mosaic.astype(np.float32, copy=False), np.int32(CFA_PATTERNS.index(raw.cfa_pattern)),
+            np.ascontiguousarray(rgb, dtype=np.float32), meta)
+
+
 LAYOUTS = {
     "paired": paired_examples,
     "zurich": zurich_examples,

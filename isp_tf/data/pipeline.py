@@ -38,49 +38,16 @@ from typing import Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from isp_tf._keras import tf
-from isp_tf.data.layouts import PairExample, find_examples, parse_spec
+from isp_tf.data.layouts import META_SIZES, PairExample, decode_example, find_examples, parse_spec
 from isp_tf.errors import DatasetError
-from isp_tf.raw.image import CFA_PATTERNS
 
 AUTOTUNE = tf.data.AUTOTUNE
 #: Input kinds: the model input built from the RGGB patch.
 INPUT_KINDS = ("packed_bayer", "bayer")
-#: Layout of the metadata vector (``with_metadata=True``).
-META_FIELDS = ("wb_gains", "cam_to_srgb", "cam_to_xyz", "exif")
-META_SIZES = (3, 9, 9, 4)
 _RGGB_OFFSETS = tf.constant([[0, 0], [0, 1], [1, 0], [1, 1]], tf.int32)  # CFA_PATTERNS order
 
 
 # --------------------------------------------------------------------------- decode
-def _exif_vector(exif) -> np.ndarray:
-    """[focal_length, f_number, exposure_time, iso], 0 where unknown (as ParamISP)."""
-    values = (exif.focal_length, exif.f_number, exif.exposure_time, exif.iso)
-    return np.array([float(v) if v else 0.0 for v in values], np.float32)
-
-
-def decode_example(example: PairExample, patch_size: int = 0):
-    """Decode one pair: ``(mosaic (H, W) float32 in [0, 1], pattern index, rgb (H, W, 3), meta (25,))``.
-
-    Raises:
-      DatasetError: the pair cannot be read, or is smaller than ``patch_size``
-        once cropped to start on a red pixel.
-    """
-    from isp_tf.raw import normalize_bayer, rggb_offset
-
-    raw, rgb = example.load()
-    mosaic = normalize_bayer(raw)
-    dy, dx = rggb_offset(raw.cfa_pattern)
-    if patch_size and (mosaic.shape[0] - dy < patch_size or mosaic.shape[1] - dx < patch_size):
-        raise DatasetError(f"{example.key}: image {mosaic.shape[1]}x{mosaic.shape[0]} ({raw.cfa_pattern}) "
-                           f"is smaller than patch_size {patch_size} (+{max(dy, dx)} to start on red)")
-    meta = np.concatenate([np.asarray(raw.wb_gains, np.float32).reshape(3),
-                           np.asarray(raw.cam_to_srgb, np.float32).reshape(9),
-                           np.asarray(raw.cam_to_xyz, np.float32).reshape(9),
-                           _exif_vector(raw.exif)])
-    return (mosaic.astype(np.float32, copy=False), np.int32(CFA_PATTERNS.index(raw.cfa_pattern)),
-            np.ascontiguousarray(rgb, dtype=np.float32), meta)
-
-
 def _decode_fn(examples: Sequence[PairExample], patch_size: int):
     def decode(index):
         return decode_example(examples[int(index)], patch_size)
@@ -185,7 +152,7 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
                   repeat: Optional[bool] = None, input_kind: str = "packed_bayer", *,
                   input_context=None, with_metadata: bool = False, shuffle: Optional[bool] = None,
                   random_crop: Optional[bool] = None, patches_per_image: int = 1,
-                  num_parallel_calls=AUTOTUNE, validate: bool = True) -> "tf.data.Dataset":
+                  num_parallel_calls=AUTOTUNE, validate: Union[bool, str] = True) -> "tf.data.Dataset":
     """A ``tf.data.Dataset`` of aligned training pairs.
 
     Args:
@@ -211,7 +178,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         than 1 trades batch diversity for speed when decoding is the
         bottleneck (no cache, large files).
       validate: decode the first example now, so a broken dataset fails here
-        with a :class:`DatasetError` rather than inside TensorFlow.
+        with a :class:`DatasetError` rather than inside TensorFlow; ``"all"``
+        decodes every example of this shard first (slow, thorough).
 
     Yields:
       ``(x, rgb)`` float32 in [0, 1]; ``rgb`` is ``(B, P, P, 3)``.
@@ -247,7 +215,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
     if len(indices) == 0:
         raise DatasetError(f"{len(examples)} examples cannot feed {num_shards} input pipelines")
     if validate:
-        decode_example(examples[int(indices[0])], patch_size)
+        for i in (indices if validate == "all" else indices[:1]):
+            decode_example(examples[int(i)], patch_size)
 
     ds = tf.data.Dataset.from_tensor_slices(indices)
     n = len(indices)

@@ -222,6 +222,9 @@ def convert_function(concrete, precision: str, io: str = "auto", representative=
 
     io = resolve_io(precision, io)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
+    # Convert the frozen function directly: lowering to a SavedModel first would
+    # re-trace every Keras layer (about 2/3 of the conversion time, same result).
+    conv.experimental_lower_to_saved_model = False
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

@@ -93,5 +93,5 @@ def read_png(path) -> np.ndarray:
             rows[y] += rows[y - 1]
         elif kind not in (0, 1, 2):
             raise IspTfError(f"{path}: PNG filter {kind} is not supported by this reader")
-    dtype = np.dtype(">u2") if bits == 16 else np.uint8
+    dtype = np.dtype(">u2") if bits == 16 else np.dtype(np.uint8)
     return rows.view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))

@@ -58,8 +58,12 @@ _RAW_MAGIC = ((0, b"II*\0"), (0, b"MM\0*"), (6, b"HEAPCCDR"), (0, b"FUJIFILM"), 
 
 # --------------------------------------------------------------------------- helpers
 def _sniff(path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(16)
+    """The first 16 bytes; an unreadable file (permissions, I/O error) is a RawReadError."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16)
+    except OSError as e:
+        raise RawReadError(path, f"cannot be read: {e.strerror or e}") from None
 
 
 def _looks_raw(head: bytes) -> bool:
@@ -97,12 +101,26 @@ def _quiet():
 
 
 def _tiff_tags(path) -> dict:
-    """IFD0 tags of a TIFF-based file by code -> value ({} when not TIFF or unreadable)."""
+    """IFD0 tags of a TIFF-based file by code -> value ({} when not TIFF or unreadable).
+
+    Under the key ``"raw"``: the tags of the main image IFD (NewSubfileType 0),
+    which in many DNGs is a SubIFD of IFD0 (IFD0 holding a preview); the DNG
+    colour and white-balance tags always live in IFD0.
+    """
     import tifffile
 
     try:
         with _quiet(), tifffile.TiffFile(path) as tif:
-            return {t.code: t.value for t in tif.pages[0].tags.values()}
+            ifd0 = tif.pages[0]
+            tags = {t.code: t.value for t in ifd0.tags.values()}
+            main = ifd0
+            if int(tags.get(254, 0)) != 0:
+                for sub in ifd0.pages or ():
+                    if int(getattr(sub, "subfiletype", 1)) == 0:
+                        main = sub
+                        break
+            tags["raw"] = {t.code: t.value for t in main.tags.values()}
+            return tags
     except Exception:  # noqa: BLE001 - any parse problem just means "no tags"
         return {}
 
@@ -285,9 +303,10 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
         tags = _tiff_tags(path)
         if not tags:
             return CorruptRawError(path, "its TIFF structure is truncated or damaged")
-        photometric = int(tags.get(262, -1))
+        raw_ifd = tags["raw"]
+        photometric = int(raw_ifd.get(262, -1))
         if 50706 in tags:  # DNGVersion: a DNG that LibRaw refuses; say why
-            size = (int(tags.get(257, 0)), int(tags.get(256, 0)))
+            size = (int(raw_ifd.get(257, 0)), int(raw_ifd.get(256, 0)))
             if 0 < min(size) < 22:
                 return NotRawError(path, f"{size[0]}x{size[1]} pixels: LibRaw reads no image "
                                          f"under 22 pixels a side")
@@ -296,8 +315,8 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
             if photometric in (0, 1):
                 return UnsupportedSensorError(path, "monochrome DNG (no colour filter array)")
             if photometric == 32803:
-                dims = tuple(int(d) for d in np.ravel(tags.get(33421, (2, 2))))
-                cfa = tags.get(33422, b"")
+                dims = tuple(int(d) for d in np.ravel(raw_ifd.get(33421, (2, 2))))
+                cfa = raw_ifd.get(33422, b"")
                 cfa = bytes(cfa) if isinstance(cfa, (bytes, bytearray)) else bytes(
                     np.asarray(cfa, dtype=np.uint8).ravel())
                 if dims != (2, 2):
@@ -389,7 +408,8 @@ def read_raw(path) -> RawImage:
         try:
             tiff = _tiff_tags(path) if _is_tiff(head) else {}
             if rp.raw_type != rawpy.RawType.Flat:
-                if tiff.get(262) == 34892 or (50706 in tiff and tiff.get(262) != 32803):
+                photometric = tiff.get("raw", {}).get(262)
+                if photometric == 34892 or (50706 in tiff and photometric != 32803):
                     raise LinearRawError(path, "linear DNG: the pixels are already demosaiced "
                                                "RGB, there is no Bayer mosaic to read")
                 raise UnsupportedSensorError(path, "not a Bayer mosaic: several colours per "

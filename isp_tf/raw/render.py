@@ -26,7 +26,7 @@ def render_classical(raw: RawImage, *, align_to_packed: bool = False) -> np.ndar
 
     Differs from LibRaw's render at the borders (LibRaw averages the
     available neighbours of the outermost pixel, we mirror) and in the exact
-    16-bit rounding; see tests/raw/test_render.py for the measured difference.
+    16-bit rounding; see tests/raw/test_raw_render.py for the measured difference.
     Orientation is *not* applied, so the output stays pixel-aligned with
     ``raw.bayer`` (use :func:`apply_orientation` for display).
 

@@ -113,6 +113,10 @@ def _settings_from_args(args, parser):
                 f"which are not in {previous}: train --level {recipe.level + 1} with the same --out "
                 f"first, or pass --init-from")
         init_from = str(previous)
+    if "vgg" in recipe.loss:  # fail now, not after the model is built
+        from isp_tf.losses.vgg import find_vgg_weights
+
+        find_vgg_weights(args.vgg)
     config = dict(spec.small_config if args.small else spec.default_config)
     config.pop("level", None)
     settings = RunSettings(model=spec.name, model_config=config, data=list(args.data), recipe=recipe,

@@ -237,3 +237,22 @@ def test_rawnod_errors(rawnod_dir, tmp_path):
         build_dataset(f"rawnod:{tmp_path}")
     with pytest.raises(DatasetError, match="cannot be mixed"):
         build_dataset([f"rawnod:{tmp_path}", "synthetic"])
+
+
+# --------------------------------------------------------------------------- command line
+def test_command_line_counts_checks_and_fails_cleanly(zurich_dir, tmp_path, capsys):
+    from isp_tf.data.__main__ import main
+
+    assert main([f"zurich:{zurich_dir}", "--check", "--patch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert f"zurich:{zurich_dir} [train]: 3 pairs" in out and f"zurich:{zurich_dir} [test]: 1 pairs" in out
+    assert main([f"zurich:{zurich_dir}", "--check", "--patch-size", "64"]) == 2
+    assert "smaller than patch_size 64" in capsys.readouterr().err
+    (tmp_path / "CAM" / "DNG").mkdir(parents=True)
+    (tmp_path / "CAM" / "RGB").mkdir()
+    (tmp_path / "CAM_test.txt").write_text("")
+    assert main([f"fivek:{tmp_path}", "--splits", "test"]) == 2  # a list, but empty
+    assert main([f"fivek:{tmp_path}", "--splits", "train"]) == 2  # no list at all
+    capsys.readouterr()
+    assert main(["zurich:/no/such/folder"]) == 2
+    assert capsys.readouterr().err.count("error:") == 1

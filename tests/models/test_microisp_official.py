@@ -7,6 +7,7 @@ input goes to the .tflite with its channels reordered by OFFICIAL_CHANNEL_ORDER.
 import numpy as np
 import pytest
 
+from isp_tf._keras import keras
 from isp_tf.errors import MissingFileError, WeightsMismatchError
 from isp_tf.models import create_model
 from isp_tf.models.microisp import OFFICIAL_CHANNEL_ORDER, load_official_checkpoint, official_scaling
@@ -58,7 +59,8 @@ def test_wrong_model_or_missing_files(microisp_official, tmp_path):
     with pytest.raises(WeightsMismatchError, match="width 4, depth 7"):
         load_official_checkpoint(create_model("microisp", width=8), microisp_official)
     with pytest.raises(WeightsMismatchError, match="not a MicroISP model"):
-        load_official_checkpoint(create_model("pynet", small=True, level=5), microisp_official)
+        load_official_checkpoint(keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(4, 3)]),
+                                 microisp_official)
     with pytest.raises(MissingFileError, match="aiff22/MicroISP"):
         load_official_checkpoint(create_model("microisp"), tmp_path)
 

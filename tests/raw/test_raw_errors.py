@@ -180,3 +180,26 @@ def test_reading_from_threads_is_safe(raw_samples):
         np.testing.assert_array_equal(raw.bayer, ref.bayer)
         np.testing.assert_array_equal(raw.wb_gains, ref.wb_gains)
         assert raw.exif == ref.exif and raw.camera == ref.camera
+
+
+def _dng_with_preview(path, data, photometric, extra=()):
+    """Adobe-converter layout: IFD0 is an RGB preview, the main image is its SubIFD."""
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50717, "I", 1, 4095, True),
+            (271, "s", 0, "Foo", True), (272, "s", 0, "Bar", True),
+            (50721, "2i", 9, [1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1], True)]
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.zeros((8, 12, 3), np.uint8), photometric="rgb", subfiletype=1, subifds=1,
+                 extratags=tags)
+        tw.write(data, photometric=photometric, subfiletype=0, extratags=list(extra))
+    return path
+
+
+def test_main_image_in_a_subifd(tmp_path, mosaic):
+    path = _dng_with_preview(tmp_path / "sub.dng", mosaic, 32803, cfa_tags((2, 2), [1, 0, 2, 1]))
+    raw = read_raw(path)
+    assert raw.cfa_pattern == "GRBG"
+    np.testing.assert_array_equal(raw.bayer, mosaic)
+    lin = _dng_with_preview(tmp_path / "lin.dng", np.stack([mosaic] * 3, -1), 34892)
+    _raises(LinearRawError, lin, "linear DNG")
+    odd = _dng_with_preview(tmp_path / "odd.dng", mosaic, 32803, cfa_tags((2, 2), [0, 1, 1, 1]))
+    _raises(UnsupportedCFAError, odd, "'RGGG'")

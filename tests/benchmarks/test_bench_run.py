@@ -1,0 +1,145 @@
+"""``python -m benchmarks.run`` end to end on a tiny model and frame, and its bad-input exits."""
+import json
+import os
+import pathlib
+import stat
+import sys
+
+import pytest
+
+from benchmarks import run
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+REQUIRED = ("model", "precision", "resolution", "mode", "median_s", "p90_s", "peak_rss_mb", "size_bytes",
+            "gmacs", "status")
+
+
+def test_local_run_whole_tiled_and_baselines(tmp_path):
+    out = tmp_path / "bench.json"
+    code = run.main([
+        "--models", "microisp:small", "--precisions", "fp32", "--resolutions", "160x162",
+        "--tile", "81", "--runs", "1", "--warmup", "0", "--threads", "1",
+        "--baselines", "classical,rawpy", "--json", str(out),
+        "--markdown", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
+    ])
+    assert code == 0
+    result = json.loads(out.read_text())
+    records = result["records"]
+    assert result["machine"]["gemm_peak_gflops_1_thread"] > 0
+    by = {(r["model"], r["mode"]): r for r in records}
+    assert set(by) == {("classical", "whole"), ("rawpy", "whole"), ("microisp-small", "whole"),
+                       ("microisp-small", "tiled")}
+    for r in records:
+        assert all(key in r for key in REQUIRED), r
+        assert r["status"] == "ok", r
+        assert r["resolution"] == [160, 162]
+        assert r["median_s"] > 0 and r["p90_s"] >= r["median_s"]
+        assert r["peak_rss_mb"] >= 0
+    whole, tiles = by[("microisp-small", "whole")], by[("microisp-small", "tiled")]
+    assert whole["output_shape"] == [1, 160, 162, 3]
+    assert whole["size_bytes"] > 10_000
+    # small MicroISP: 3 branches x 2 stages x (5 full-res 3x3 convs 4->4) = 30 x 144 MACs per packed px,
+    # plus the strided attention chains
+    assert 30 * 144 * 80 * 81 <= whole["gmacs"] * 1e9 <= 31 * 144 * 80 * 81
+    # 80x81 packed px, cores of 81: one tile per row... the frame fits one core: 1 tile, 3 passes
+    assert tiles["tile"] == 81 and tiles["passes"] == 3
+    assert tiles["max_abs_diff_vs_whole"] <= 1e-5  # exact tiling: same picture as the whole frame
+    assert tiles["gmacs"] == pytest.approx(3 * whole["gmacs"], rel=1e-6)
+    assert "| microisp-small |" in (tmp_path / "bench.md").read_text()
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (["--resolutions", "161x160"], "must be even"),
+    (["--precisions", "int4"], "unknown precision 'int4'"),
+    (["--runtime", "gpu"], "unknown runtime 'gpu'"),
+    (["--modes", "tiled"], "--modes tiled needs --tile"),
+    (["--tile", "zero"], "--tile must be 'auto' or a positive number"),
+    (["--reference", "/nonexistent/ref.tflite"], "reference .tflite not found"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, tmp_path, capsys):
+    assert run.main(argv + ["--json", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--benchmark-binary" in capsys.readouterr().out
+
+
+# --- --adb, against a fake adb on PATH ---------------------------------------------------
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "adb"
+    exe.write_text(f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+open(os.environ["FAKE_ADB_LOG"], "a").write(json.dumps(args) + "\\n")
+if args[:1] == ["-s"]:
+    args = args[2:]
+if args[:1] == ["devices"]:
+    print("List of devices attached")
+    print(os.environ["FAKE_ADB_DEVICES"])
+elif args[:1] == ["shell"] and "--graph=" in args[1]:
+    sys.stdout.write(open(os.environ["FAKE_ADB_REPLAY"]).read())
+elif args[:1] == ["shell"] and "getprop ro.product.model" in args[1]:
+    print("Pixel 4a")
+""")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "calls.jsonl"))
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "0A1B2C\tdevice")
+    monkeypatch.setenv("FAKE_ADB_REPLAY", str(FIXTURES / "apk_logcat.txt"))
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    return binary
+
+
+@pytest.mark.parametrize("devices, message", [
+    ("", "no Android device found"),
+    ("0A1B2C\tunauthorized", "0A1B2C is unauthorized"),
+])
+def test_adb_device_problems_exit_2(fake_adb, monkeypatch, tmp_path, capsys, devices, message):
+    monkeypatch.setenv("FAKE_ADB_DEVICES", devices)
+    code = run.main(["--adb", "--benchmark-binary", str(fake_adb), "--models", "microisp:small",
+                     "--resolutions", "160x160", "--json", str(tmp_path / "o.json")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_adb_missing_binary_exits_2(fake_adb, tmp_path, capsys):
+    code = run.main(["--adb", "--benchmark-binary", str(tmp_path / "nope"), "--json", str(tmp_path / "o.json")])
+    assert code == 2
+    assert "benchmark_model binary not found" in capsys.readouterr().err
+    code = run.main(["--adb", "--json", str(tmp_path / "o.json")])
+    assert code == 2
+    assert "--adb needs --benchmark-binary" in capsys.readouterr().err
+
+
+def test_adb_run_parses_into_the_same_records(fake_adb, tmp_path):
+    out = tmp_path / "adb.json"
+    code = run.main(["--adb", "--benchmark-binary", str(fake_adb), "--models", "microisp:small",
+                     "--precisions", "fp32", "--resolutions", "160x160", "--delegate", "gpu", "--threads", "4",
+                     "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["machine"]["device_model"] == "Pixel 4a"
+    (record,) = result["records"]
+    assert all(key in record for key in REQUIRED)
+    assert record["status"] == "ok"
+    assert record["median_s"] == pytest.approx(2.709263)  # the replayed median, in seconds
+    assert record["mean_s"] == pytest.approx(2.71985)
+    assert record["init_s"] == pytest.approx(0.458883)
+    assert record["peak_rss_mb"] == 337  # overall footprint (no periodic-monitoring line in that output)
+    assert record["gmacs"] > 0 and record["size_bytes"] > 10_000
+    calls = [json.loads(line) for line in pathlib.Path(os.environ["FAKE_ADB_LOG"]).read_text().splitlines()]
+    runs = [c[3] for c in calls if c[2:3] == ["shell"] and "--graph=" in c[3]]
+    assert runs == ["/data/local/tmp/benchmark_model --graph=/data/local/tmp/microisp-small_fp32_80x80.tflite "
+                    "--num_threads=4 --use_gpu=true --report_peak_memory_footprint=true"]

@@ -1,0 +1,117 @@
+"""The training command in-process: recipes, learning, PyNET levels, clear errors."""
+import json
+
+import numpy as np
+import pytest
+
+from isp_tf.train import RecipeError, resolve_recipe
+from isp_tf.train.__main__ import main
+
+LEARN_RECIPE = {
+    "model": "microisp", "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "lr_schedule": {"name": "constant"}, "batch_size": 2, "patch_size": 160, "epochs": 3,
+    "steps_per_epoch": 4, "loss": {"mse": 1.0}, "validation_steps": 1, "log_every": 1,
+}
+
+
+def test_recipes_resolve_with_overrides():
+    micro = resolve_recipe("microisp", overrides={"epochs": 3, "learning_rate": 0.5, "batch_size": None})
+    assert (micro.epochs, micro.learning_rate, micro.batch_size) == (3, 0.5, 8)
+    # PyNET per METHODS.md: iterations 5K, 5K, 20K, 20K, 35K, 100K; batch 50, 50, 48, 18, 12, 10
+    levels = [resolve_recipe("pynet", level=k) for k in range(5, -1, -1)]
+    assert [r.total_steps for r in levels] == [5000, 5000, 20000, 20000, 35000, 100000]
+    assert [r.batch_size for r in levels] == [50, 50, 48, 18, 12, 10]
+    assert [r.loss for r in levels] == [{"mse": 100}, {"mse": 100}, {"mse": 100, "vgg": 1},
+                                        {"mse": 100, "vgg": 1}, {"mse": 50, "vgg": 1},
+                                        {"mse": 20, "vgg": 1, "ssim": 20}]
+    assert {r.learning_rate for r in levels} == {5e-5} and levels[0].patch_size == 448
+    with pytest.raises(RecipeError, match="pass --level"):
+        resolve_recipe("pynet")
+    with pytest.raises(RecipeError, match="batch_size must be a positive integer"):
+        resolve_recipe("microisp", overrides={"batch_size": 0})
+
+
+def _events(folder):
+    from isp_tf._keras import tf
+
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_a_few_steps_lower_the_loss_and_raise_psnr(tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(LEARN_RECIPE))
+    out = tmp_path / "run"
+    assert main(["--model", "microisp", "--small", "--data", "synthetic:2", "--recipe", str(recipe),
+                 "--out", str(out), "--quiet"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    losses = [h["loss"] for h in history]
+    assert losses[2] < losses[1] < losses[0], losses
+    assert history[-1]["val_psnr"] > history[0]["val_psnr"] + 0.3, history
+    assert all(0 < h["val_ssim"] <= 1 for h in history)
+    assert {"loss", "mse", "psnr", "lr"} <= _events(out / "logs" / "train")
+    assert {"val_psnr", "val_ssim"} == {"val_" + t for t in _events(out / "logs" / "validation")}
+    from isp_tf.models.weights import read_header
+
+    assert read_header(out / "final.weights.h5") == ("microisp", {"width": 4, "depth": 4})
+
+
+def test_pynet_levels_chain_through_the_run_folder(tmp_path, capsys):
+    common = ["--model", "pynet", "--small", "--data", "synthetic:2", "--epochs", "1", "--steps-per-epoch", "1",
+              "--batch-size", "1", "--patch-size", "64", "--validation-steps", "1", "--quiet"]
+    out = tmp_path / "pynet"
+    assert main(common + ["--level", "3", "--out", str(out)]) == 2
+    assert "level 3 starts from level 4's weights" in capsys.readouterr().err
+    assert main(common + ["--level", "5", "--out", str(out)]) == 0
+    assert main(common + ["--level", "4", "--out", str(out)]) == 0
+    run = json.loads((out / "level_4" / "run.json").read_text())
+    assert run["init_from"] == str(out / "level_5") and run["recipe"]["loss"] == {"mse": 100}
+    from isp_tf.models.weights import load_model
+
+    level5, _, config5 = load_model(out / "level_5" / "final.weights.h5")
+    level4, _, config4 = load_model(out / "level_4" / "final.weights.h5")
+    assert (config5["level"], config4["level"]) == (5, 4)
+    assert level4.output_shape[1:] == (None, None, 3)
+    # level 3 adds the VGG loss: without the VGG-19 file it stops before training
+    assert main(common + ["--level", "3", "--out", str(out), "--vgg", str(tmp_path / "no_vgg")]) == 2
+    err = capsys.readouterr().err
+    assert "imagenet-vgg-verydeep-19.mat" in err and str(tmp_path / "no_vgg") in err
+    assert not (out / "level_3").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "resnet", "--data", "synthetic:2"], "unknown model 'resnet'; known models: microisp, pynet"),
+    (["--model", "microisp", "--data", "jpegs:/tmp"], "unknown layout 'jpegs'"),
+    (["--model", "microisp", "--data", "paired"], "give a folder, as 'paired:PATH'"),
+    (["--model", "pynet", "--level", "3", "--data", "synthetic:2"], "level 3 starts from level 4"),
+    (["--resume"], "holds no training run"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, argv, message):
+    assert main(argv + ["--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_init_from_weights_of_another_model(tmp_path, capsys):
+    from isp_tf.models import create_model
+    from isp_tf.models.weights import save_weights
+
+    pynet = create_model("pynet", small=True, level=5)
+    save_weights(pynet, tmp_path / "pynet.weights.h5", "pynet", {"level": 5, "width": 0.0625})
+    assert main(["--model", "microisp", "--small", "--data", "synthetic:2", "--out", str(tmp_path / "run"),
+                 "--init-from", str(tmp_path / "pynet.weights.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "weights of model 'pynet'" in err and "not of model 'microisp'" in err
+
+
+def test_resume_refuses_changed_settings_and_reuse_of_a_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    assert main(["--model", "microisp", "--small", "--data", "synthetic:2", "--out", str(out), "--quiet"]) == 2
+    assert "already holds a training run; pass --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--out", str(out), "--resume", "--lr", "0.1"])
+    assert info.value.code == 2 and "drop --lr" in capsys.readouterr().err
