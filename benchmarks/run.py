@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5, help="timed runs per configuration (after warm-up)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs after the first one")
     p.add_argument("--tile", default=None, metavar="auto|N",
-                   help="also run tiled: core side N in packed input pixels, or auto (isp_tf.infer's choice)")
+                   help="also run tiled: core side N in packed input pixels (rounded up to the model's core "
+                        "step, MicroISP: 81), or auto: the largest core whose activations fit --tile-budget-mb")
+    p.add_argument("--tile-budget-mb", type=float, default=300.0,
+                   help="memory budget of one tile's activations for --tile auto (isp_tf.infer.tiling.auto_core)")
     p.add_argument("--modes", default=None,
                    help="comma-separated whole,tiled (default: whole, plus tiled when --tile is given)")
     p.add_argument("--runtime", default="xnnpack",
@@ -190,6 +193,7 @@ def machine_info(threads: int) -> Dict:
         "threads": threads,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
     }
     for module in ("ai_edge_litert", "numpy", "rawpy"):
         try:
@@ -384,7 +388,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                         else:
                             try:
                                 spec["tiling"] = tiling.prepare(choice, precision, model_in, args.tile, workdir,
-                                                                exported_whole=path)
+                                                                exported_whole=path,
+                                                                budget_mb=args.tile_budget_mb)
                             except IspTfError as exc:
                                 harness.add(base, {"status": "error", "message": str(exc)})
                                 progress.update(1)
@@ -541,6 +546,7 @@ def _main(args, argv) -> int:
             with tqdm(total=len(resolutions) * per_res, desc="benchmark", unit="config") as progress:
                 harness.measure_gemm()
                 run_local(args, harness, choices, resolutions, precisions, modes, runtimes, progress)
+        harness.machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         result = {"schema": 1, "command": command, "machine": harness.machine, "records": harness.records,
                   "notes": _notes(harness)}
         write_outputs(result, args)

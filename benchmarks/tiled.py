@@ -180,13 +180,15 @@ def plan(height: int, width: int, core: int, halo: int, align: int) -> List[List
     return [[r[0], c[0], r[1], c[1], r[2], c[2], r[3], c[3]] for r in rows for c in cols]
 
 
-def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole) -> Dict:
+def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole,
+            budget_mb: float = 300.0) -> Dict:
     """Everything a worker needs to run ``choice`` tiled on a frame of ``model_in_hw``.
 
     Analyses the Keras model's tiling variant (halo, core step), rewrites the
     exported ``.tflite`` with :func:`expose_global_stats` and plans the tiles.
-    ``tile``: ``"auto"`` (:func:`isp_tf.infer.tiling.auto_core`) or a core
-    side in packed pixels (rounded up to the core step).
+    ``tile``: ``"auto"`` (:func:`isp_tf.infer.tiling.auto_core` for a tile whose
+    activations fit ``budget_mb``) or a core side in packed pixels (rounded up
+    to the core step).
     """
     from benchmarks import models as bm
     from isp_tf.infer import tiling
@@ -196,7 +198,7 @@ def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole) 
     variant = bm.build(choice, tiling=True)
     footprint = tiling.analyze(variant, spec.size_multiple)
     step = footprint.core_step
-    core = tiling.auto_core(footprint) if tile == "auto" else int(tile)
+    core = tiling.auto_core(footprint, budget_mb * 2 ** 20) if tile == "auto" else int(tile)
     core = max(step, -(-core // step) * step)
     exported_whole = pathlib.Path(exported_whole)
     out_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tflite"

@@ -20,6 +20,7 @@ Exit status: 0 written; 1 some op would stay on the CPU (nothing written;
 impossible size, weights of another model, unreadable file).
 """
 import argparse
+import json
 import pathlib
 import sys
 
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-weights", metavar="FILE",
                    help="weights of a quantization-aware training run (implies --precision int8)")
     p.add_argument("--small", action="store_true", help="the model's tiny test configuration")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a builder argument (JSON value), e.g. --config width=0.5; "
+                        "repeatable; not with --weights (the file fixes the config)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="fp32 (default), fp16 (float16 weights) or int8 (full integer)")
     p.add_argument("--io", default="auto", choices=IO_TYPES,
@@ -92,6 +96,17 @@ def main(argv=None) -> int:
             return 2
         weights, precision = args.qat_weights, "int8"
 
+    config = {}
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --config {item!r}: use KEY=VALUE", file=sys.stderr)
+            return 2
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+
     from isp_tf.export.convert import export_tflite
 
     try:
@@ -102,7 +117,8 @@ def main(argv=None) -> int:
                 return 2
         result = export_tflite(
             args.model, args.out, precision=precision, input_size=args.input_size, tile=args.tile,
-            weights=weights, small=args.small, io=args.io, allow_cpu_fallback=args.allow_cpu_fallback,
+            weights=weights, small=args.small, config=config or None, io=args.io,
+            allow_cpu_fallback=args.allow_cpu_fallback,
             calibration_data=args.calibration_data, calibration_frames_count=args.calibration_frames,
             parity_input=args.parity_input, parity=not args.no_parity, seed=args.seed,
             api_level=args.api_level, progress=not args.quiet)

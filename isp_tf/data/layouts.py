@@ -11,7 +11,10 @@ Layouts (``split`` is ``train``, ``val`` or ``test``):
     RAW files (any format LibRaw reads) and sRGB images (png, jpg, tif) with
     the same stem, in ``PATH`` or in ``PATH/<split>/``. Without split folders
     every 10th pair (sorted by name, starting with the first) is held out for
-    ``val``/``test``.
+    ``val``/``test`` (a folder of one pair serves it to every split). A target
+    in display orientation is matched by turning the mosaic (its CFA pattern
+    follows); one up to 16 pixels smaller than the sensor area is matched by
+    cropping the RAW at the bottom/right.
 ``zurich:PATH``
     Zurich RAW-to-RGB (PyNET): ``PATH/{train,test}/huawei_raw/N.png`` (Bayer,
     10-bit values in a 16-bit PNG) and ``PATH/{train,test}/canon/N.jpg``.

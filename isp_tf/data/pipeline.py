@@ -7,8 +7,8 @@ The stages, in order::
 
 * **decode** reads one pair through its layout (:mod:`isp_tf.data.layouts`)
   and normalises the mosaic with the file's black/white levels; it runs in
-  ``num_parallel_calls=AUTOTUNE`` threads (rawpy, imageio and numpy release
-  the GIL while they work).
+  parallel (``num_parallel_calls=AUTOTUNE``), most of its work being native
+  code (LibRaw, the image codecs, numpy).
 * **cache** keeps the decoded full images (in memory, or in files when
   ``cache`` is a path): later epochs skip decoding.
 * **crop + augment** are TensorFlow ops. A crop always starts on a red pixel,
@@ -133,10 +133,11 @@ def pack_rggb(mosaic):
 def _as_spec_list(specs) -> List[str]:
     if isinstance(specs, str):
         return [specs]
-    specs = list(specs)
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(s, str) for s in specs):
+        raise DatasetError(f"dataset specs must be a 'LAYOUT:PATH' string or a list of them, got {specs!r}")
     if not specs:
         raise DatasetError("no dataset spec given")
-    return specs
+    return list(specs)
 
 
 def collect_examples(specs, split: str = "train", seed: int = 0) -> List[PairExample]:
@@ -163,8 +164,9 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
       patch_size: side of the sRGB patch (even); the packed input is half that.
       batch_size: global batch size (divided by the replicas with ``input_context``).
       seed: makes shuffling, crops and augmentation repeatable.
-      cache: ``True`` keeps decoded images in memory, a path caches to files,
-        ``False`` decodes every epoch.
+      cache: ``True`` keeps decoded images in memory (16 bytes per pixel:
+        float32 mosaic and sRGB), a path caches to files there, ``False``
+        decodes every epoch (then ``patches_per_image`` > 1 helps).
       augment: flips/rotations that keep the CFA consistent; default on for ``train``.
       repeat: repeat forever; default on for ``train``.
       input_kind: ``packed_bayer`` -> ``(B, P/2, P/2, 4)``; ``bayer`` -> ``(B, P, P, 1)`` RGGB mosaic.

@@ -187,9 +187,12 @@ def build_detection_dataset(spec: str, split: str = "train", image_size=(800, 12
       augment: random horizontal flip (CFA-consistent); default on for ``train``.
       Others as :func:`isp_tf.data.build_dataset`.
     """
-    h, w = (int(v) for v in image_size)
+    try:
+        h, w = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        h = w = 0
     if h < 2 or w < 2 or h % 2 or w % 2:
-        raise DatasetError(f"image_size must be two even integers, got {image_size!r}")
+        raise DatasetError(f"image_size must be two even integers (H, W), got {image_size!r}")
     if batch_size < 1 or max_boxes < 1:
         raise DatasetError("batch_size and max_boxes must be positive")
     training = split == "train"

@@ -42,6 +42,7 @@ import math
 import os
 import pathlib
 import re
+import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -113,22 +114,31 @@ class LoadedModel:
 
 
 def load_export_model(name: str, weights: Optional[str] = None, small: bool = False,
-                      seed: int = 0) -> LoadedModel:
+                      seed: int = 0, config: Optional[dict] = None) -> LoadedModel:
     """The model to export: from a weights file (which must belong to ``name``), the
-    spec's shipped default weights, or freshly initialised (``seed``)."""
+    spec's shipped default weights, or freshly initialised (``seed``) with the
+    spec's default (or ``small``) config updated by ``config``."""
     from isp_tf._keras import keras
     from isp_tf.models import create_model, get_spec
     from isp_tf.models.weights import load_weights_into, read_header
 
     spec = get_spec(name)
-    if weights is None and not small and spec.default_weights:
+    if config and weights is not None:
+        raise ExportError(f"config overrides {config} with --weights {weights}: the weights file "
+                          "fixes the config")
+    if weights is None and not small and not config and spec.default_weights:
         shipped = _WEIGHTS_DIR / spec.default_weights
         if shipped.exists():
             weights = str(shipped)
     if weights is None:
         keras.utils.set_random_seed(seed)
-        config = dict(spec.small_config if small else spec.default_config)
-        return LoadedModel(create_model(name, small=small), spec.name, config, None)
+        full = dict(spec.small_config if small else spec.default_config)
+        full.update(config or {})
+        try:
+            model = create_model(name, **full)
+        except (TypeError, ValueError) as exc:
+            raise ExportError(f"{name}: cannot build with config {full}: {exc}") from None
+        return LoadedModel(model, spec.name, full, None)
 
     file_name, config = read_header(weights)
     if file_name is not None and file_name != spec.name:
@@ -149,15 +159,30 @@ def fixed_function(model, input_hw: Tuple[int, int]):
     """A ``tf.function`` of ``model`` in inference mode at input ``(1, h, w, 4)``."""
     from isp_tf._keras import tf
 
+    from isp_tf._keras import keras
+
     h, w = input_hw
+    try:  # a symbolic call first: the model's own shape errors surface unwrapped
+        model(keras.Input(batch_shape=(1, h, w, 4)), training=False)
+    except IspTfError as exc:
+        raise InputShapeError(f"{model.name} cannot take a packed input of {h}x{w}: "
+                              f"{_own_message(exc)}") from None
+    except Exception:  # noqa: BLE001 - some models only trace inside tf.function
+        pass
     fn = tf.function(lambda x: model(x, training=False),
                      input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name="packed_bayer")])
     try:
         return fn.get_concrete_function()
-    except IspTfError:
-        raise
-    except (ValueError, tf.errors.InvalidArgumentError) as exc:
-        raise InputShapeError(f"model cannot take a packed input of {h}x{w}: {exc}") from None
+    except Exception as exc:  # tracing wraps the model's own errors (StagingError...)
+        raise InputShapeError(f"{model.name} cannot be traced at a packed input of {h}x{w}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _own_message(exc) -> str:
+    """An isp_tf error's message without Keras's "Exception encountered when calling layer" frame."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    own = [line for line in lines if line and not line.startswith(("Exception encountered", "Call arg", "•"))]
+    return " ".join(own) if own else str(exc)
 
 
 # ---------------------------------------------------------------------------
@@ -236,7 +261,9 @@ def convert_function(concrete, precision: str, io: str = "auto", representative=
         conv.inference_input_type = getattr(tf, io)
         conv.inference_output_type = getattr(tf, io)
     try:
-        return bytes(conv.convert())
+        with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": int8 I/O
+            warnings.simplefilter("ignore", UserWarning)
+            return bytes(conv.convert())
     except Exception as exc:  # the converter raises a variety of internal errors
         raise ExportError(f"TFLite conversion at {precision} failed: {str(exc).splitlines()[0]}") from exc
 
@@ -259,11 +286,14 @@ class ExportResult:
 
 def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullhd",
                   tile: Optional[int] = None, weights: Optional[str] = None, small: bool = False,
-                  io: str = "auto", allow_cpu_fallback: bool = False,
+                  config: Optional[dict] = None, keras_model=None, io: str = "auto", allow_cpu_fallback: bool = False,
                   calibration_data: Optional[str] = None, calibration_frames_count: int = 8,
                   parity_input: Optional[str] = None, parity: bool = True, seed: int = 0,
                   api_level: int = 29, progress: bool = True, log=print) -> ExportResult:
     """Export ``model`` to ``out`` (a ``.tflite`` path, or None to only return the bytes).
+
+    ``keras_model``: export this in-memory model (built for ``model`` with
+    ``config``) instead of loading one; ``weights`` and ``small`` are then unused.
 
     Raises :class:`ExportError` (bad precision, I/O, size, failed conversion or
     FP32 parity), :class:`InputShapeError`, :class:`WeightsMismatchError`, or
@@ -272,7 +302,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     """
     from isp_tf.export import nnapi as nnapi_mod
     from isp_tf.export.parity import FP32_TOLERANCE, compare, load_parity_input, run_tflite
-    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi
+    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi, shorten_tensor_names
     from isp_tf.models import get_spec
 
     io = resolve_io(precision, io)
@@ -289,7 +319,12 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     if out is not None and not str(out).endswith(".tflite"):
         raise ExportError(f"--out {out}: the file name must end in .tflite")
 
-    loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed)
+    if keras_model is not None:
+        qat = any(type(layer).__name__ in ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2")
+                  for layer in keras_model.layers)
+        loaded = LoadedModel(keras_model, spec.name, dict(config or {}), weights, qat=qat)
+    else:
+        loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed, config=config)
     keras_model, swapped = rewrite_for_nnapi(loaded.model) if not loaded.qat else (loaded.model, [])
     if swapped:
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
@@ -305,6 +340,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     mean_fixed: List[int] = []
     if precision == "int8":
         tflite, mean_fixed = align_mean_quantization(tflite)
+    tflite = shorten_tensor_names(tflite)
 
     report = nnapi_mod.check_nnapi(tflite, api_level=api_level)
     if not report.ok and not allow_cpu_fallback:

@@ -192,8 +192,39 @@ def read_tflite(src) -> TFLiteGraph:
                        len(model.subgraphs), model)
 
 
+_BUFFER_ALIGNMENT = 16  # the schema's ``force_align: 16`` on Buffer.data
+
+
+def _pack_buffer_aligned(self, builder):
+    """``BufferT.Pack`` that keeps constant data 16-byte aligned, as the converter writes it
+    (the generated Python packer aligns a uint8 vector to 1 byte only)."""
+    data = None
+    if self.data is not None:
+        payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+        builder.StartVector(1, len(payload), _BUFFER_ALIGNMENT)
+        builder.head = builder.head - len(payload)
+        builder.Bytes[builder.head:builder.head + len(payload)] = payload
+        builder.vectorNumElems = len(payload)
+        data = builder.EndVector()
+    schema.BufferStart(builder)
+    if data is not None:
+        schema.BufferAddData(builder, data)
+    schema.BufferAddOffset(builder, self.offset)
+    schema.BufferAddSize(builder, self.size)
+    return schema.BufferEnd(builder)
+
+
 def write_tflite(model) -> bytes:
     """Serialise a schema ``ModelT`` (e.g. ``read_tflite(...).model`` after editing) to bytes."""
+    if any(b.offset > 1 for b in (model.buffers or [])):
+        raise ExportError("write_tflite: models with buffers stored outside the flatbuffer "
+                          "(> 2 GB) cannot be rewritten")
     builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    original = schema.BufferT.Pack
+    schema.BufferT.Pack = _pack_buffer_aligned
+    try:
+        root = model.Pack(builder)
+    finally:
+        schema.BufferT.Pack = original
+    builder.Finish(root, file_identifier=_IDENTIFIER)
     return bytes(builder.Output())

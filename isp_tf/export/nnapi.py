@@ -150,9 +150,13 @@ class NNAPIReport:
 class _Ctx:
     """Collects findings for one op; small helpers keep the rule table readable."""
 
-    def __init__(self, op: Operator, api: int, graph: TFLiteGraph):
+    def __init__(self, op: Operator, api: int, graph: TFLiteGraph, folded=frozenset()):
         self.op, self.api, self.graph = op, api, graph
+        self.folded = folded  # fp32 outputs of DEQUANTIZE(constant fp16): constants to the delegate
         self.findings: List[Finding] = []
+
+    def is_const(self, t: Optional[Tensor]) -> bool:
+        return t is not None and (t.constant or t.index in self.folded)
 
     def fail(self, rule: str, message: str):
         self.findings.append(Finding(self.op.index, self.op.name, self.op.version, rule, message))
@@ -180,7 +184,7 @@ class _Ctx:
 
     def const(self, i: int, what: str):
         t = self.op.input(i)
-        self.expect(t is not None and t.constant, "constant-input",
+        self.expect(self.is_const(t), "constant-input",
                     f"{what} operand must be a constant tensor"
                     + ("" if t is None else f", got {t.describe()}"))
 
@@ -454,7 +458,7 @@ def _check_min_max(c):
     for i in (0, 1):
         t = c.op.input(i)
         if t is not None and t.rank == 0:
-            c.expect(t.constant, "scalar-operand", f"scalar operand {i} must be constant")
+            c.expect(c.is_const(t), "scalar-operand", f"scalar operand {i} must be constant")
 
 
 def _check_cast(c):
@@ -658,8 +662,13 @@ _NEVER = {
 def check_graph(graph: TFLiteGraph, api_level: int = API_LEVEL, source: str = "<graph>") -> NNAPIReport:
     """Run every rule on a parsed graph (see :func:`check_nnapi`)."""
     findings: List[Finding] = []
+    # FP16 models: the delegate folds DEQUANTIZE(constant fp16) into fp32 constants
+    # (FP16GraphPartitionHelper), so those outputs count as constant operands.
+    folded = frozenset(op.outputs[0].index for op in graph.operators
+                       if op.name == "DEQUANTIZE" and op.input(0) is not None
+                       and op.input(0).dtype == F16 and op.input(0).constant)
     for op in graph.operators:
-        ctx = _Ctx(op, api_level, graph)
+        ctx = _Ctx(op, api_level, graph, folded)
         check = _CHECKS.get(op.name)
         if check is None:
             advice = _NEVER.get(op.name, "not in the delegate's table for API %d" % api_level)
@@ -669,7 +678,7 @@ def check_graph(graph: TFLiteGraph, api_level: int = API_LEVEL, source: str = "<
         # delegate-wide rules on every non-constant tensor the op touches
         seen = set()
         for t in list(op.inputs) + list(op.outputs):
-            if t is None or t.constant or t.index in seen:
+            if t is None or ctx.is_const(t) or t.index in seen:
                 continue
             seen.add(t.index)
             if t.dynamic:

@@ -45,7 +45,7 @@ from isp_tf._keras import keras, tf
 from isp_tf.errors import ExportError
 
 __all__ = ["ResizeBilinear", "UpsampleNearest", "align_mean_quantization", "elu", "export_elu",
-           "instance_norm", "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi"]
+           "instance_norm", "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi", "shorten_tensor_names"]
 
 
 # ---------------------------------------------------------------------------
@@ -268,14 +268,14 @@ def rewrite_for_nnapi(model):
 # ---------------------------------------------------------------------------
 # Flatbuffer-level pass
 # ---------------------------------------------------------------------------
-#: ops whose int8 kernels require output params equal to input params
+#: one-input, one-output ops whose int8 kernels require output params equal to input params
 _SAME_SCALE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
-               "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER", "TILE", "MAX_POOL_2D", "PAD"}
-#: ops that read their input's params at prepare time (free to change)
+               "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER", "TILE", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+               "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "PAD"}
+#: ops whose int8 kernels derive their multipliers from the input params at prepare time
+#: (not CONCATENATION, MAXIMUM, MINIMUM: TFLite's int8 kernels need all params equal)
 _RESCALING = {"ADD", "SUB", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "PRELU",
-              "LEAKY_RELU", "MAXIMUM", "MINIMUM", "MEAN", "QUANTIZE", "DEQUANTIZE", "SUM",
-              "HARD_SWISH", "SOFTMAX", "RSQRT", "SQRT", "EXP", "REDUCE_MAX", "REDUCE_MIN",
-              "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "L2_NORMALIZATION"}
+              "LEAKY_RELU", "MEAN", "SUM", "QUANTIZE", "DEQUANTIZE", "HARD_SWISH", "SOFTMAX", "RSQRT"}
 #: consumers whose bias is quantized with the input's scale: op -> (input slot, bias slot)
 _BIASED = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (0, 2), "FULLY_CONNECTED": (0, 2),
            "TRANSPOSE_CONV": (2, 3)}
@@ -366,3 +366,26 @@ def _rescale_bias(model, sg, consumer, bias_slot, weight_index, in_old, in_new):
     inputs = np.array(consumer.inputs, copy=True)
     inputs[bias_slot] = len(sg.tensors) - 1
     consumer.inputs = inputs
+
+
+def shorten_tensor_names(tflite: bytes) -> bytes:
+    """Keep only the first of the ``;``-joined names the converter gives fused tensors.
+
+    The converter names a fused tensor after every TF op folded into it
+    (``.../conv0/Conv2D;.../conv0/BiasAdd;...``), which for MicroISP is 40 % of
+    the file.  The first name still says which layer a tensor belongs to (the
+    validator's messages use it); graph inputs and outputs keep their names.
+    """
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    graph = read_tflite(tflite)
+    sg = graph.model.subgraphs[0]
+    keep = {t.index for t in graph.inputs + graph.outputs}
+    changed = False
+    for i, t in enumerate(sg.tensors):
+        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else (t.name or "")
+        if i in keep or ";" not in name:
+            continue
+        t.name = name.split(";", 1)[0]
+        changed = True
+    return write_tflite(graph.model) if changed else tflite

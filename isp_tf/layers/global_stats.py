@@ -130,6 +130,24 @@ class GlobalStatsLayer(keras.layers.Layer):
             _MIN_SIDE_CACHE[key] = low
         return _MIN_SIDE_CACHE[key]
 
+    def _sum_and_count(self, x):
+        """Sum of ``positionwise`` over (the first image of) ``x`` and its number of positions."""
+        def terms():
+            values = self.positionwise(x)
+            size = tf.shape(values)
+            # positionwise may compute in float64 (InstanceNorm does); the state is float32
+            total = tf.cast(tf.reduce_sum(values[0], axis=[0, 1]), self.terms.dtype)
+            return total, tf.cast(size[1] * size[2], tf.float32)
+
+        if self.min_side <= 1:
+            return terms()
+        # An input smaller than one pooling window yields no position on the whole
+        # frame either (only the frame's last core can be that small), but
+        # convolutions on inputs smaller than their kernel return garbage.
+        size = tf.shape(x)
+        return tf.cond(tf.minimum(size[1], size[2]) >= self.min_side, terms,
+                       lambda: (tf.zeros_like(self.terms), tf.zeros_like(self.count)))
+
     def call(self, x):
         if not self.tiling:
             return self.apply(x, tf.reduce_mean(self.positionwise(x), axis=[1, 2]))
@@ -144,27 +162,12 @@ class GlobalStatsLayer(keras.layers.Layer):
         x0 = tf.cast(tf.round(box[1] * w_ratio), tf.int32)
         y1 = tf.cast(tf.round(box[2] * h_ratio), tf.int32)
         x1 = tf.cast(tf.round(box[3] * w_ratio), tf.int32)
-        # A crop smaller than one pooling window yields no position on the whole
-        # frame either (only the frame's last core can be that small), but
-        # convolutions on inputs smaller than their kernel return garbage.
-        big_enough = tf.logical_and(y1 - y0 >= self.min_side, x1 - x0 >= self.min_side)
-
-        def core_terms():
-            core = self.positionwise(x[:, y0:y1, x0:x1, :])
-            size = tf.shape(core)
-            # positionwise may compute in float64 (InstanceNorm does); the state is float32
-            terms = tf.cast(tf.reduce_sum(core[0], axis=[0, 1]), self.terms.dtype)
-            return terms, tf.cast(size[1] * size[2], tf.float32)
-
-        terms, count = tf.cond(
-            big_enough, core_terms,
-            lambda: (tf.zeros_like(self.terms), tf.zeros_like(self.count)))
+        terms, count = self._sum_and_count(x[:, y0:y1, x0:x1, :])
         self.terms.assign(terms)
         self.count.assign(count)
-        # A branch, not ``u * given + (1 - u) * local``: the tile's own mean is
-        # NaN when the tile is smaller than one pooling window, and 0 * NaN = NaN.
-        pooled = tf.cond(
-            self.use_given > 0.5,
-            lambda: tf.tile(self.given[tf.newaxis], [shape[0], 1]),
-            lambda: tf.cast(tf.reduce_mean(self.positionwise(x), axis=[1, 2]), self.given.dtype))
+        local_terms, local_count = self._sum_and_count(x)
+        local = local_terms / tf.maximum(local_count, 1.0)
+        # select, not ``u * given + (1 - u) * local``: 0 * NaN would be NaN
+        pooled = tf.where(self.use_given > 0.5, self.given, local)
+        pooled = tf.tile(pooled[tf.newaxis], [shape[0], 1])
         return self.apply(x, pooled)

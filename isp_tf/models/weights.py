@@ -7,6 +7,10 @@ attributes on its root group:
 * ``isp_tf_model``: the registry name (``"microisp"``, ``"pynet"``, ...);
 * ``isp_tf_config``: the builder keyword arguments as JSON, so
   :func:`load_model` can rebuild exactly the model that was saved.
+* ``isp_tf_version``: the package version that wrote it.
+
+(tf_keras reads a file *named* ``*.weights.h5`` with its newer, incompatible
+layout: use :func:`load_weights_into` for those, as for every isp_tf file.)
 
 Loading matches the layers that hold weights in order (as Keras does) and
 checks every shape first, so a file of another model or another config raises

@@ -445,10 +445,13 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         config = dict(settings.model_config)
         if level is not None:
             config["level"] = level
-        if settings.qat:
-            config["qat"] = True
         weights_path = run_dir / FINAL_WEIGHTS
-        model_weights.save_weights(model, weights_path, settings.model, config)
+        if settings.qat:  # tagged so export converts it to int8 (isp_tf.export.qat.load_qat_model)
+            from isp_tf.export.qat import save_qat_weights
+
+            save_qat_weights(model, weights_path, settings.model, config)
+        else:
+            model_weights.save_weights(model, weights_path, settings.model, config)
         say(f"saved {weights_path}")
     else:
         shutil.rmtree(run_dir / f".worker-{task_id}", ignore_errors=True)

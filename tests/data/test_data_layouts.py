@@ -228,6 +228,10 @@ def test_rawnod_boxes_cover_the_bright_object(rawnod_dir, augment):
 
 
 def test_rawnod_errors(rawnod_dir, tmp_path):
+    with pytest.raises(DatasetError, match="image_size"):
+        build_detection_dataset(f"rawnod:{rawnod_dir}", image_size=(33, 48))
+    with pytest.raises(DatasetError, match="image_size"):
+        build_detection_dataset(f"rawnod:{rawnod_dir}", image_size="big")
     with pytest.raises(DatasetError, match="_val.json"):
         build_detection_dataset(f"rawnod:{rawnod_dir}", split="val")
     (tmp_path / "x_train.json").write_text(json.dumps(

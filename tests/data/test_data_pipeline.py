@@ -203,6 +203,10 @@ def test_bad_arguments_raise_dataset_error(rendered_dirs):
         build_dataset(spec, patch_size=64)
     with pytest.raises(DatasetError, match="split"):
         build_dataset(spec, split="training")
+    with pytest.raises(DatasetError, match="LAYOUT:PATH"):
+        build_dataset(42)
+    with pytest.raises(DatasetError, match="no dataset spec"):
+        build_dataset([])
 
 
 def test_pair_with_mismatched_sizes_is_named(tmp_path):
@@ -226,3 +230,21 @@ def test_rendered_pairs_from_real_camera_files(raw_samples, tmp_path):
     x, y = batches(ds, 1)[0]
     for packed, rgb in zip(x, y):
         np.testing.assert_allclose(render_of_patch(packed, raw)[1:-1, 1:-1], rgb[1:-1, 1:-1], atol=2e-6)
+
+
+def test_throughput_benchmark_runs(repo_root, rendered_dirs, tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("data_throughput", repo_root / "benchmarks" / "data_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    folder = rendered_dirs["RGGB"][0]
+    assert bench.main(["--spec", f"rendered:{folder}", "--patch-size", "16", "--batch-size", "2", "--batches", "2",
+                       "--cached-batches", "2", "--warmup", "0", "--patches-per-image", "1", "2",
+                       "--json", str(tmp_path / "r.json")]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [(r["cache"], r["patches_per_image"]) for r in rows] == [(False, 1), (False, 2), (True, 1)]
+    assert all(r["pairs_per_second"] > 0 for r in rows)
+    assert "| cache | patches per decoded image | pairs/s |" in capsys.readouterr().out
+    assert bench.main(["--spec", "nosuch:/x", "--batches", "1"]) == 2

@@ -31,7 +31,8 @@ def test_matches_numpy_reference():
 
 
 def test_tiling_variant_one_pass_statistics_stay_accurate():
-    # |mean| / std = 19 over 42,500 pixels: float32 one-pass sums would be off by ~1e-4
+    # |mean| / std = 19 over 42,500 pixels: float32 one-pass sums would be off by ~1e-4;
+    # float64 sums leave the float32 rounding of the E[x^2] state (~4e-5 here)
     from isp_tf.layers import tiling_mode
 
     rng = np.random.default_rng(7)
@@ -42,7 +43,7 @@ def test_tiling_variant_one_pass_statistics_stay_accurate():
     layer.core_box.assign([0, 0, 170, 250])
     layer.input_hw.assign([170, 250])
     expected = numpy_instance_norm(x.astype(np.float64), 1.0, 0.0)
-    np.testing.assert_allclose(layer(x).numpy(), expected, atol=2e-5)
+    np.testing.assert_allclose(layer(x).numpy(), expected, atol=5e-5)
     np.testing.assert_allclose(InstanceNorm()(x).numpy(), expected, atol=2e-5)
 
 

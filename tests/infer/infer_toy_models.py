@@ -45,6 +45,8 @@ class ToyInstanceNorm(GlobalStatsLayer):
 
 
 class DepthToSpace(keras.layers.Layer):
+    """(h, w, 4C) -> (2h, 2w, C)."""
+
     def call(self, x):
         return tf.nn.depth_to_space(x, 2)
 
@@ -52,7 +54,7 @@ class DepthToSpace(keras.layers.Layer):
 def toy_model(seed=0):
     """Packed (h, w, 4) -> (2h, 2w, 3); needs sides that are multiples of 4."""
     keras.utils.set_random_seed(seed)
-    init = keras.initializers.RandomNormal(stddev=0.5, seed=seed)
+    init = keras.initializers.RandomNormal(stddev=0.3, seed=seed)
     conv = lambda ch, k=3, **kw: keras.layers.Conv2D(ch, k, padding="same", kernel_initializer=init, **kw)  # noqa: E731
     inp = keras.Input((None, None, 4))
     a = conv(8)(inp)
@@ -66,4 +68,20 @@ def toy_model(seed=0):
     d = keras.layers.Conv2DTranspose(8, 3, strides=4, padding="same", kernel_initializer=init)(d)
     e = keras.layers.Concatenate()([d, b])
     e = keras.layers.PReLU(shared_axes=[1, 2])(conv(12)(e))
-    return keras.Model(inp, DepthToSpace()(e)[..., :3] if False else DepthToSpace()(conv(12)(e))[..., :3])
+    rgb = DepthToSpace()(conv(16)(e))[..., :3]  # a channel slice keeps the grid
+    return keras.Model(inp, keras.layers.Activation("sigmoid")(rgb))
+
+
+def unknown_pool_model():
+    """A plain global average pool (not a GlobalStatsLayer): cannot be tiled exactly."""
+    inp = keras.Input((None, None, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    return keras.Model(inp, x * pooled)
+
+
+def cropping_model():
+    """A crop shifts the grid: the analysis must refuse it rather than guess."""
+    inp = keras.Input((None, None, 4))
+    x = keras.layers.Conv2D(4, 3, padding="valid")(inp)
+    return keras.Model(inp, keras.layers.ZeroPadding2D(1)(keras.layers.Cropping2D(1)(x)))
