@@ -271,7 +271,11 @@ def _propagate(op, states, global_names):
         _, sh, sw, _ = _attr(op, "strides")
         if sh != sw:
             return [_Unknown(f"{op.name}: unequal strides")] * len(outs)
-        reach = Fraction(max(kh, kw) - 1, sh) + 1
+        # output o = s * i - p + t (t < k): it reaches (k - 1 - p) / s input pixels
+        # left, and the input pixel's own span reaches (p + s - 1) / s to the right
+        k = max(kh, kw)
+        pad = max(k - sh, 0) // 2 if _attr(op, "padding") == b"SAME" else 0
+        reach = Fraction(max(k - 1 - pad, pad + sh - 1), sh)
         return [_Spatial(jump / sh, radius + reach * jump)]
     if kind in ("DepthToSpace", "SpaceToDepth"):
         block = int(_attr(op, "block_size"))
