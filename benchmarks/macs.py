@@ -54,24 +54,48 @@ def op_macs(op_name: str, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> 
     return 0
 
 
-def count_macs(ops: Iterable[Tuple[str, Sequence[Shape], Sequence[Shape]]]) -> int:
-    """Sum of :func:`op_macs` over ``(op name, input shapes, output shapes)`` triples."""
-    return sum(op_macs(name, ins, outs) for name, ins, outs in ops)
+def count_macs(ops: Iterable[Tuple]) -> int:
+    """Sum of :func:`op_macs` over ``(op name, input shapes, output shapes[, weight density])``."""
+    total = 0.0
+    for op in ops:
+        name, ins, outs = op[:3]
+        total += op_macs(name, ins, outs) * (op[3] if len(op) > 3 else 1.0)
+    return int(round(total))
 
 
-def interpreter_ops(interpreter):
+def nonzero_fraction(weights) -> float:
+    """Share of non-zero entries in a weight tensor (quantised zeros are stored as 0 too)."""
+    weights = np.asarray(weights)
+    return float(np.count_nonzero(weights)) / max(weights.size, 1)
+
+
+def interpreter_ops(interpreter, nonzero: bool = False):
     """``(name, input shapes, output shapes)`` of an *allocated* LiteRT interpreter's ops.
 
     Delegate nodes (``DELEGATE``) are skipped: the interpreter keeps listing
-    the original ops they replaced.
+    the original ops they replaced.  ``nonzero=True`` yields a fourth item, the
+    non-zero fraction of the op's constant weights (input 1), so
+    :func:`count_macs` can count only the products with a non-zero weight
+    (a block-diagonal kernel computes its zero blocks, but they are no work
+    the model needs).
     """
-    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    details = interpreter.get_tensor_details()
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in details}
     for op in interpreter._get_ops_details():  # noqa: SLF001 - the only way to list ops
         if op["op_name"] == "DELEGATE":
             continue
         ins = [shapes.get(int(i)) if int(i) >= 0 else None for i in op["inputs"]]
         outs = [shapes.get(int(i)) for i in op["outputs"]]
-        yield op["op_name"], ins, outs
+        if not nonzero:
+            yield op["op_name"], ins, outs
+            continue
+        density = 1.0
+        if op["op_name"] in COUNTED_OPS and len(op["inputs"]) > 1 and op["op_name"] != "BATCH_MATMUL":
+            try:
+                density = nonzero_fraction(interpreter.get_tensor(int(op["inputs"][1])))
+            except ValueError:  # not a constant
+                density = 1.0
+        yield op["op_name"], ins, outs, density
 
 
 def interpreter_macs(interpreter) -> int:
@@ -83,11 +107,12 @@ def interpreter_macs(interpreter) -> int:
     return count_macs(interpreter_ops(interpreter))
 
 
-def tflite_macs(path, input_shape=None) -> int:
+def tflite_macs(path, input_shape=None, nonzero: bool = False) -> int:
     """MACs of one run of the ``.tflite`` at ``path`` for an input of ``input_shape``.
 
     Builds a delegate-free LiteRT interpreter, resizes and allocates it (the
-    arena is reserved, not touched, so this costs little RSS) and counts.
+    arena is reserved, not touched, so this costs little RSS) and counts;
+    ``nonzero=True`` counts only products with a non-zero weight.
     """
     from ai_edge_litert import interpreter as litert
 
@@ -98,7 +123,7 @@ def tflite_macs(path, input_shape=None) -> int:
         strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
         interpreter.resize_tensor_input(detail["index"], [int(d) for d in input_shape], strict=strict)
     interpreter.allocate_tensors()
-    return interpreter_macs(interpreter)
+    return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
 
 
 def file_macs(path) -> int:

@@ -27,9 +27,9 @@ def series_label(record: Dict) -> str:
 COLUMNS = (
     ("model", "model", None), ("precision", "prec.", None), ("resolution", "output", None),
     ("mode", "mode", None), ("runtime", "runtime", None), ("status", "status", None),
-    ("median_s", "median s", 3), ("p90_s", "p90 s", 3), ("first_s", "first s", 3),
+    ("median_s", "median s", 3), ("p90_s", "p90 s", 3), ("min_s", "min s", 3), ("first_s", "first s", 3),
     ("init_s", "init s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_bytes", "size KB", None),
-    ("gmacs", "GMAC", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
+    ("gmacs", "GMAC", "g"), ("gmacs_nonzero", "GMAC non-zero", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
     ("psnr_vs_whole_db", "PSNR vs whole dB", 1),
 )
 

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated output sizes: {', '.join(RESOLUTIONS)} or HxW (e.g. 160x160)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for LiteRT and BLAS")
     p.add_argument("--runs", type=int, default=5, help="timed runs per configuration (after warm-up)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs after the first one")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="untimed runs after the first one (the first run is always untimed: reported as first_s)")
     p.add_argument("--tile", default=None, metavar="auto|N",
                    help="also run tiled: core side N in packed input pixels (rounded up to the model's core "
                         "step, MicroISP: 81), or auto: the largest core whose activations fit --tile-budget-mb")
@@ -256,9 +257,13 @@ class Harness:
         record.setdefault("status", "error")
         macs = record.pop("macs", None)
         if macs is not None:
-            record["gmacs"] = round(macs / 1e9, 3)
-        if record.get("status") == "ok" and record.get("gmacs") and record.get("median_s"):
-            record["gflops"] = round(2 * record["gmacs"] / record["median_s"], 2)
+            record["gmacs"] = round(macs / 1e9, 4)
+        nonzero = record.pop("macs_nonzero", None)
+        if nonzero is not None:
+            record["gmacs_nonzero"] = round(nonzero / 1e9, 4)
+        useful = record.get("gmacs_nonzero") or record.get("gmacs")
+        if record.get("status") == "ok" and useful and record.get("median_s"):
+            record["gflops"] = round(2 * useful / record["median_s"], 2)
             peak = self.gemm.get(self.threads)
             if peak:
                 record["peak_fraction"] = round(record["gflops"] / peak, 3)
@@ -391,7 +396,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                                                 exported_whole=path,
                                                                 budget_mb=args.tile_budget_mb)
                             except IspTfError as exc:
-                                harness.add(base, {"status": "error", "message": str(exc)})
+                                status = "skipped" if isinstance(exc, tiling.TilingTooCostly) else "error"
+                                harness.add(base, {"status": status, "message": str(exc)})
                                 progress.update(1)
                                 continue
                             base["tile"] = spec["tiling"]["core"]
@@ -563,9 +569,12 @@ def _notes(harness) -> List[str]:
         "peak_rss_mb: the most the process's RSS rose above its baseline (imports done, input frame made), "
         "max of ru_maxrss and a 2 ms psutil sampler; each configuration ran in a fresh process.",
         "median_s / p90_s: one whole frame (input copy, inference, output copy; tiled: all tiles of all passes) "
-        f"over {harness.args.runs} runs after {1 + harness.args.warmup} untimed ones.",
-        "gmacs: conv / transposed conv / depthwise / fully-connected MACs counted from the .tflite; "
-        "GFLOP/s = 2 x MACs / median; % of GEMM peak against numpy fp32 matmul with the same threads.",
+        f"over {harness.args.runs} runs after {1 + harness.args.warmup} untimed one(s) (first_s: the first run); "
+        "the machine's load average at start and end is in the machine line: other processes share the CPU.",
+        "gmacs: conv / transposed conv / depthwise / fully-connected MACs counted from the .tflite (tiled: every "
+        "tile of every pass); gmacs_nonzero counts only products with a non-zero weight (the merged MicroISP's "
+        "zero blocks excluded); GFLOP/s = 2 x gmacs_nonzero / median; % of GEMM peak against numpy fp32 "
+        "matmul with the same threads, measured at the start of the run.",
     ]
     return notes
 

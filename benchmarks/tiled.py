@@ -28,6 +28,7 @@ summation order (INT8: up to the requantisation of the means).
 """
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 from typing import Dict, List, Optional
@@ -37,6 +38,12 @@ import numpy as np
 from isp_tf.errors import IspTfError
 
 _SPATIAL_STRIDE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+#: more statistics passes than this and tiling is not benchmarked (PyNET: one per instance-norm depth)
+MAX_PASSES = 8
+
+
+class TilingTooCostly(IspTfError):
+    """The model needs so many statistics passes that tiled inference is not worth timing."""
 
 
 def _lcm(*values: int) -> int:
@@ -55,7 +62,9 @@ def expose_global_stats(tflite: bytes):
     Returns ``(new_bytes, stats)``; ``stats`` lists, per removed ``MEAN``, a
     dict with ``name``, ``given`` (index among the new model's inputs),
     ``map`` (index among its outputs), ``jump`` (input pixels per map pixel)
-    and ``depth`` (pass number, 0 first).  The image input stays input 0 and
+    and ``depth`` (pass number, 0 first).  The converter sometimes splits a
+    mean over height and width into two ``MEAN`` ops (one axis each): the pair
+    counts as one statistic.  The image input stays input 0 and
     the image output output 0.  A model without spatial means comes back
     unchanged with ``stats == []``.
     """
@@ -65,17 +74,10 @@ def expose_global_stats(tflite: bytes):
     model = graph.model
     sg = model.subgraphs[0]
     producer = {t.index: op for op in graph.operators for t in op.outputs}
-    means = []
-    for op in graph.operators:
-        if op.name != "MEAN" or op.inputs[0].rank != 4:
-            continue
-        axes = op.inputs[1].data if op.inputs[1] is not None else None
-        if axes is None or {int(a) % 4 for a in np.ravel(axes)} != {1, 2}:
-            continue
-        means.append(op)
+    means = _spatial_means(graph)  # [(first op, last op)]: map = first's input, statistic = last's output
     if not means:
         return bytes(tflite), []
-    mean_of_output = {m.outputs[0].index: k for k, m in enumerate(means)}
+    mean_of_output = {last.outputs[0].index: k for k, (_, last) in enumerate(means)}
     image_input = graph.inputs[0].index
 
     # dependency depth of each mean: the deepest mean upstream of its input, plus one
@@ -102,7 +104,7 @@ def expose_global_stats(tflite: bytes):
 
     def depth_of(k: int) -> int:
         if k not in depth:
-            depth[k] = 1 + max((depth_of(j) for j in upstream(means[k].inputs[0].index)), default=-1)
+            depth[k] = 1 + max((depth_of(j) for j in upstream(means[k][0].inputs[0].index)), default=-1)
         return depth[k]
 
     # input pixels per pixel of a tensor, following the first non-constant input
@@ -131,26 +133,71 @@ def expose_global_stats(tflite: bytes):
     stats = []
     new_inputs = [int(i) for i in sg.inputs]
     new_outputs = [int(i) for i in sg.outputs]
-    for k, m in enumerate(means):
-        out_t = sg.tensors[m.outputs[0].index]
+    for k, (first, last) in enumerate(means):
+        out_t = sg.tensors[last.outputs[0].index]
         # the pooled statistic becomes a fixed-size input (batch 1)
         shape = [1] + [int(d) for d in (out_t.shape if out_t.shape is not None else [])][1:]
         out_t.shape = shape
         out_t.shapeSignature = list(shape)
-        jump = jump_of(m.inputs[0].index)
+        jump = jump_of(first.inputs[0].index)
         if abs(jump - round(jump)) > 1e-9 or jump < 1:
-            raise IspTfError(f"{m.outputs[0].name}: a statistics map at 1/{jump} of the input "
+            raise IspTfError(f"{last.outputs[0].name}: a statistics map at 1/{jump} of the input "
                              "cannot be cut into tiles")
-        stats.append({"name": m.outputs[0].name, "given": len(new_inputs), "map": len(new_outputs),
+        stats.append({"name": last.outputs[0].name, "given": len(new_inputs), "map": len(new_outputs),
                       "jump": int(round(jump)), "depth": depth_of(k)})
-        new_inputs.append(m.outputs[0].index)
-        new_outputs.append(m.inputs[0].index)
-    removed = {m.index for m in means}
+        new_inputs.append(last.outputs[0].index)
+        new_outputs.append(first.inputs[0].index)
+    removed = {op.index for pair in means for op in pair}
     sg.operators = [op for k, op in enumerate(sg.operators) if k not in removed]
     sg.inputs = new_inputs
     sg.outputs = new_outputs
     model.signatureDefs = []  # the signature no longer matches; LiteRT falls back to the graph I/O
     return write_tflite(model), stats
+
+
+_REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL")
+
+
+def _axes(op):
+    data = op.inputs[1].data if len(op.inputs) > 1 and op.inputs[1] is not None else None
+    if data is None:
+        raise IspTfError(f"{op.outputs[0].name}: reduction axes are not constant; cannot tile")
+    rank = op.inputs[0].rank
+    return {int(a) % rank for a in np.ravel(data)}
+
+
+def _spatial_means(graph):
+    """Whole-image means of a 4-D image tensor: ``MEAN`` over axes {1, 2}, or the
+    converter's split form ``MEAN`` over one spatial axis feeding a ``MEAN`` over
+    the other.  Any other reduction over a spatial axis cannot be tiled exactly
+    and raises :class:`IspTfError` (rather than silently using per-tile values)."""
+    consumers: Dict[int, list] = {}
+    for op in graph.operators:
+        for t in op.inputs:
+            if t is not None:
+                consumers.setdefault(t.index, []).append(op)
+    pairs, used = [], set()
+    for op in graph.operators:
+        if op.name not in _REDUCTIONS or op.index in used or op.inputs[0].rank != 4:
+            continue
+        axes = _axes(op)
+        if not axes & {1, 2}:
+            continue  # a channel reduction: position-wise
+        if op.name == "MEAN" and axes == {1, 2}:
+            pairs.append((op, op))
+            continue
+        if op.name == "MEAN" and len(axes) == 1:
+            (axis,) = axes
+            keep = bool(getattr(op.options, "keepDims", False))
+            other = 3 - axis if (keep or axis == 2) else 1  # after dropping axis 1, axis 2 becomes 1
+            nxt = consumers.get(op.outputs[0].index, [])
+            if len(nxt) == 1 and nxt[0].name == "MEAN" and _axes(nxt[0]) == {other}:
+                pairs.append((op, nxt[0]))
+                used.add(nxt[0].index)
+                continue
+        raise IspTfError(f"{op.outputs[0].name}: {op.name} over spatial axes {sorted(axes)} is not a "
+                         "whole-image mean this tiler can feed in; cannot tile exactly")
+    return pairs
 
 
 # ----------------------------------------------------------------------------
@@ -205,8 +252,12 @@ def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole,
     if not out_path.exists():
         data, stats = expose_global_stats(exported_whole.read_bytes())
         out_path.write_bytes(data)
-        out_path.with_suffix(".json").write_text(__import__("json").dumps(stats))
-    stats = __import__("json").loads(out_path.with_suffix(".json").read_text())
+        out_path.with_suffix(".json").write_text(json.dumps(stats))
+    stats = json.loads(out_path.with_suffix(".json").read_text())
+    passes = len({s["depth"] for s in stats}) + 1
+    if passes > MAX_PASSES:
+        raise TilingTooCostly(f"exact tiling needs {passes} passes over the frame (one per depth of "
+                              f"whole-image statistics); not timed, run it whole")
     align = _lcm(footprint.stride, *(s["jump"] for s in stats))
     h, w = int(model_in_hw[0]), int(model_in_hw[1])
     tiles = plan(h, w, core, footprint.halo, align)
@@ -320,15 +371,16 @@ class TiledSession:
                 given[st["given"]] = mean.reshape(given[st["given"]].shape)
         return out
 
-    def macs(self) -> int:
+    def macs(self, nonzero: bool = False) -> int:
         """MACs of one frame: every tile of every pass, counted at its own size."""
         from benchmarks.macs import tflite_macs
 
         per_shape: Dict[tuple, int] = {}
         total = 0
+        channels = int(self.inputs[0]["shape"][-1])
         for y0, x0, y1, x1, *_ in self.tile_list:
             key = (y1 - y0, x1 - x0)
             if key not in per_shape:
-                per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], int(self.inputs[0]["shape"][-1])])
+                per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], channels], nonzero=nonzero)
             total += per_shape[key]
         return total * self.passes

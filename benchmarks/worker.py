@@ -182,7 +182,11 @@ def run_tflite(spec: dict) -> dict:
                            "it cannot be resized to this frame (export it at this size)")
     result["output_shape"] = list(y.shape)
     result["output_mean"] = float(np.mean(y))
-    result["macs"] = session.macs() if hasattr(session, "macs") else tflite_macs(spec["model_path"], frame.shape)
+    if hasattr(session, "macs"):
+        result["macs"], result["macs_nonzero"] = session.macs(), session.macs(nonzero=True)
+    else:
+        result["macs"] = tflite_macs(spec["model_path"], frame.shape)
+        result["macs_nonzero"] = tflite_macs(spec["model_path"], frame.shape, nonzero=True)
     if spec.get("save_output"):
         np.save(spec["save_output"], y[0])
     if spec.get("compare_to") and os.path.exists(spec["compare_to"]):

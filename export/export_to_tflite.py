@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the model's shipped weights if any, else a fresh initialisation")
     p.add_argument("--qat-weights", metavar="FILE",
                    help="weights of a quantization-aware training run (implies --precision int8)")
+    p.add_argument("--reference-weights", metavar="FILE",
+                   help="float weights of the same model (e.g. what a QAT run started from): the "
+                        "parity check also reports PSNR against it")
     p.add_argument("--small", action="store_true", help="the model's tiny test configuration")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a builder argument (JSON value), e.g. --config width=0.5; "
@@ -118,6 +121,7 @@ def main(argv=None) -> int:
         result = export_tflite(
             args.model, args.out, precision=precision, input_size=args.input_size, tile=args.tile,
             weights=weights, small=args.small, config=config or None, io=args.io,
+            reference_weights=args.reference_weights,
             allow_cpu_fallback=args.allow_cpu_fallback,
             calibration_data=args.calibration_data, calibration_frames_count=args.calibration_frames,
             parity_input=args.parity_input, parity=not args.no_parity, seed=args.seed,
@@ -141,6 +145,9 @@ def main(argv=None) -> int:
     if par:
         psnr = "inf" if par["psnr_db"] is None else f"{par['psnr_db']:.2f} dB"
         print(f"  parity vs Keras fp32 on {par['input']}: max abs {par['max_abs_error']:.3g}, PSNR {psnr}")
+        if "vs_reference_weights" in par:
+            ref = par["vs_reference_weights"]
+            print(f"  vs --reference-weights: max abs {ref['max_abs_error']:.3g}, PSNR {ref['psnr_db']} dB")
     else:
         print("  parity: skipped (--no-parity)")
     return 0

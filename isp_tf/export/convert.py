@@ -286,7 +286,8 @@ class ExportResult:
 
 def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullhd",
                   tile: Optional[int] = None, weights: Optional[str] = None, small: bool = False,
-                  config: Optional[dict] = None, keras_model=None, io: str = "auto", allow_cpu_fallback: bool = False,
+                  config: Optional[dict] = None, keras_model=None, reference_weights: Optional[str] = None,
+                  io: str = "auto", allow_cpu_fallback: bool = False,
                   calibration_data: Optional[str] = None, calibration_frames_count: int = 8,
                   parity_input: Optional[str] = None, parity: bool = True, seed: int = 0,
                   api_level: int = 29, progress: bool = True, log=print) -> ExportResult:
@@ -294,6 +295,8 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
 
     ``keras_model``: export this in-memory model (built for ``model`` with
     ``config``) instead of loading one; ``weights`` and ``small`` are then unused.
+    ``reference_weights``: a float weights file of the same model (e.g. the run a
+    QAT fine-tune started from); parity then also reports PSNR against it.
 
     Raises :class:`ExportError` (bad precision, I/O, size, failed conversion or
     FP32 parity), :class:`InputShapeError`, :class:`WeightsMismatchError`, or
@@ -356,13 +359,20 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
         candidate = run_tflite(tflite, x)
         result = compare(reference, candidate, used)
         parity_info = result.to_dict()
+        if reference_weights is not None:
+            ref_model = load_export_model(spec.name, weights=reference_weights).model
+            ref_out = fixed_function(ref_model, input_hw)(tf_constant(x)).numpy()
+            vs = compare(ref_out, candidate, used).to_dict()
+            vs["reference"] = f"Keras float32 model of {reference_weights}"
+            parity_info["vs_reference_weights"] = vs
         if precision == "fp32":
             parity_info["tolerance"] = FP32_TOLERANCE
             if result.max_abs_error > FP32_TOLERANCE:
                 raise ExportError(f"FP32 parity failed on {used}: max abs error {result.max_abs_error:.3g} "
                                   f"> {FP32_TOLERANCE}")
 
-    metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile,
+    tile_info = _tile_info(spec, loaded, tile, input_hw) if tile is not None else None
+    metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile_info,
                               report, parity_info, calib_spec, mean_fixed, swapped)
     tflite_path = json_path = None
     if out is not None:
@@ -395,6 +405,34 @@ def _tensor_info(details, role: str) -> dict:
     return info
 
 
+def _tile_info(spec, loaded, tile: int, input_hw) -> dict:
+    """How a runner should use a tile model: halo and core alignment from
+    :func:`isp_tf.infer.tiling.analyze` of the tiling variant (None when unknown)."""
+    info = {"side": tile, "input_side": input_hw[0],
+            "global_statistics": "computed over the tile alone: a runner that needs the whole-frame "
+                                 "result must give tiles at least the halo of context and accept "
+                                 "per-tile attention / instance-norm statistics"}
+    try:
+        from isp_tf.infer.tiling import analyze
+        from isp_tf.layers import tiling_mode
+        from isp_tf.models import create_model
+
+        with tiling_mode():
+            variant = create_model(spec.name, **loaded.config)
+        fp = analyze(variant, spec.size_multiple)
+    except Exception as exc:  # noqa: BLE001 - metadata only; the export itself is valid
+        info["analysis_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return info
+    info.update({"halo": fp.halo, "stride": fp.stride, "core_step": fp.core_step,
+                 "min_side": fp.min_side, "global_layers": sum(len(g) for g in fp.groups)})
+    core = input_hw[0] - 2 * fp.halo
+    info["core_input_side"] = core if core > 0 else None
+    if core <= 0:
+        info["warning"] = (f"the tile ({input_hw[0]} input px) is not larger than twice the halo "
+                           f"({fp.halo}): no pixel of it is exact")
+    return info
+
+
 def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_hw, tile, report,
                    parity_info, calib_spec, mean_fixed, swapped) -> dict:
     """The JSON written beside the ``.tflite`` (see the README's export section)."""
@@ -420,11 +458,7 @@ def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_h
         "precision": precision,
         "io": io,
         "frame": {"height": frame_hw[0], "width": frame_hw[1]} if tile is None else None,
-        "tile": None if tile is None else {
-            "side": tile, "input_side": input_hw[0],
-            "note": "whole-image statistics (attention pooling, instance norm) are computed over "
-                    "the tile alone; the tiled runner must accept that approximation or "
-                    "provide the whole-frame statistics"},
+        "tile": tile,
         "input": inp_info,
         "outputs": [out_info] + [_tensor_info(o, "output") for o in outs[1:]],
         "ops": report.ops_used(),

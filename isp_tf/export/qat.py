@@ -87,14 +87,30 @@ def _kernels(layer):
 
 
 @keras.utils.register_keras_serializable(package="isp_tf")
+class SublayerKernelQuantizer(_q.quantizers.LastValueQuantizer):
+    """tfmot's Conv2D kernel quantizer (8 bits, per output channel, symmetric, narrow
+    range) whose range variables are named after the inner layer: every inner kernel
+    is called ``kernel``, and the wrapper would otherwise create ``kernel_min`` twice."""
+
+    def __init__(self, prefix: str, **kwargs):
+        kwargs = {"num_bits": 8, "per_axis": True, "symmetric": True, "narrow_range": True, **kwargs}
+        super().__init__(**kwargs)
+        self.prefix = prefix
+
+    def build(self, tensor_shape, name, layer):
+        return super().build(tensor_shape, f"{self.prefix}_{name}", layer)
+
+    def get_config(self):
+        return {**super().get_config(), "prefix": self.prefix}
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
 class SublayerQuantizeConfig(OutputQuantizeConfig):
     """Fake-quantise the kernels of inner Conv2D/Dense layers (per output channel,
     symmetric, narrow range: tfmot's Conv2D scheme) and the layer's output."""
 
     def get_weights_and_quantizers(self, layer):
-        return [(sub.kernel, _q.quantizers.LastValueQuantizer(num_bits=8, per_axis=True, symmetric=True,
-                                                              narrow_range=True))
-                for sub in _kernels(layer)]
+        return [(sub.kernel, SublayerKernelQuantizer(sub.name)) for sub in _kernels(layer)]
 
     def set_quantize_weights(self, layer, quantize_weights):
         subs = _kernels(layer)
@@ -122,7 +138,8 @@ def custom_objects() -> Dict[str, object]:
 
     objects = {name: getattr(isp_layers, name) for name in _layer_configs() if hasattr(isp_layers, name)}
     objects.update({"NoOpQuantizeConfig": NoOpQuantizeConfig, "OutputQuantizeConfig": OutputQuantizeConfig,
-                    "SublayerQuantizeConfig": SublayerQuantizeConfig})
+                    "SublayerQuantizeConfig": SublayerQuantizeConfig,
+                    "SublayerKernelQuantizer": SublayerKernelQuantizer})
     return objects
 
 

@@ -10,11 +10,11 @@ per-channel weight computed from the whole image::
     y = x * w
 
 The strided chain reduces every 81 x 81 block of the input (rows/columns
-``81 m .. 81 m + 78``, every third pixel) to one vector, so it is the
+``81 m .. 81 m + 78``, every third one) to one vector, so it is the
 :class:`~isp_tf.layers.global_stats.GlobalStatsLayer` ``positionwise`` part with
-``alignment = 81``; the MLP and the multiplication are ``apply``.  A whole
-frame whose side is not ``81 k + 79 .. 81 k + 80`` drops the last partial block
-(VALID padding), exactly like the original.
+``alignment = 81``; the MLP and the multiplication are ``apply``.  Block ``m``
+counts when the side is at least ``81 m + 79``; the rows and columns after the
+last complete block are ignored (VALID padding), exactly like the original.
 
 Exported ops: ``CONV_2D``, ``PRELU``, ``MEAN``, ``RESHAPE``, ``LOGISTIC``, ``MUL``.
 Init as the original: N(0, 1e-3) kernels, zero biases, zero PReLU slopes.

@@ -33,6 +33,8 @@ Where we differ from the authors' code (aiff22/MicroISP):
   convolutions so the official weights work on our channel order;
   :func:`official_scaling` gives the matching intensity scale.
 * The authors' stage 1 also computes an unused depth-to-space output; we omit it.
+
+The output range is ``0.5 +- 0.58``, as in the original; clip to [0, 1] for display.
 """
 from __future__ import annotations
 
@@ -43,9 +45,8 @@ import numpy as np
 
 from isp_tf._keras import keras, tf
 from isp_tf.errors import MissingFileError, WeightsMismatchError
-from isp_tf.layers import ChannelAttention, DepthToSpace, ScaledTanh, channel_prelu
+from isp_tf.layers import ChannelAttention, DepthToSpace, GlobalStatsLayer, ScaledTanh, channel_prelu
 from isp_tf.models.registry import ModelSpec
-from isp_tf.models.weights import _tiling_state_ids
 
 __all__ = ["OFFICIAL_CHANNEL_ORDER", "SPEC", "build_microisp", "load_official_checkpoint",
            "official_scaling"]
@@ -120,6 +121,9 @@ def official_scaling(packed, black_level: float = 64.0, white_level: float = 102
     The official weights were trained on 10-bit IMX586 data divided by 1020
     with the black level left in.  ``packed`` is ours, ``(raw - black) /
     (white - black)``; the result is ``raw / 1020`` (channel order unchanged).
+    The defaults assume a 10-bit sensor with black level 64 (not verified on
+    the authors' DNGs, which this repository does not have): pass the file's
+    levels.
     """
     packed = np.asarray(packed, dtype=np.float32)
     return (packed * (white_level - black_level) + black_level) / (4.0 * 255.0)
@@ -159,7 +163,8 @@ def _official_names(model, depth):
         for colour in BRANCHES:
             prefix = f"s{stage}_{colour}"
             for j in range(depth):
-                yield f"{scope}/{_prelu_name(prelu_index)}/alpha", _layer(model, f"{prefix}_prelu{j}").alpha, None
+                prelu = _layer(model, f"{prefix}_prelu{j}")
+                yield f"{scope}/{_prelu_name(prelu_index)}/alpha", prelu.alpha, None
                 prelu_index += 1
                 if j % SKIP_EVERY != SKIP_EVERY - 1:
                     continue
@@ -215,7 +220,8 @@ def load_official_checkpoint(model, path):
         seen.add(name)
     unmapped_ckpt = sorted(set(shapes) - seen)
     mapped_ids = {id(v) for v, _ in assignments}
-    tiling_state = _tiling_state_ids(model)  # tiling_mode() models: not weights
+    tiling_state = {id(v) for layer in model.submodules if isinstance(layer, GlobalStatsLayer)
+                    for v in layer.tiling_variables()}  # tiling_mode() models: not weights
     unmapped_model = [v.name for v in model.weights if id(v) not in mapped_ids | tiling_state]
     if unmapped_ckpt or unmapped_model:
         raise WeightsMismatchError(

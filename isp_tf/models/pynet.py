@@ -33,10 +33,12 @@ width must be multiples of 16 (four 2x poolings).
 
 Where we differ from the authors' code (aiff22/PyNET):
 
-* Instance norm uses ``E[x^2] - E[x]^2`` built from NNAPI-1.2 ops (see
-  :mod:`isp_tf.layers.instance_norm`) instead of ``tf.nn.moments``.
+* Instance norm is written with ``MEAN``, ``SUB``, ``MUL``, ``ADD``, ``RSQRT``
+  (see :mod:`isp_tf.layers.instance_norm`) instead of ``tf.nn.moments``, whose
+  ``SQUARED_DIFFERENCE`` NNAPI 1.2 does not reliably take.
 * The authors' graph always builds all six heads and trains with the loss on
-  one of them; a level-k model here contains only the layers of level k.
+  one of them; a level-k model here contains only the layers its output needs
+  (``all_outputs=True`` adds the heads of levels k+1..5).
 * ``width`` scales every channel count (the published model is ``width=1``),
   for small test models.
 """

@@ -49,6 +49,9 @@ class Recipe:
       log_every: steps between TensorBoard scalars.
       level: PyNET level trained by this recipe, else ``None``.
       qat: overrides used by ``--qat`` fine-tuning (epochs, steps, learning rate...).
+      kernel_initializer: Keras initializer name; a run that starts from scratch
+        re-initialises every convolution kernel with it (``None``: keep the
+        model's own initialisation).
     """
 
     model: str
@@ -65,6 +68,7 @@ class Recipe:
     log_every: int = 10
     level: Optional[int] = None
     qat: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    kernel_initializer: Optional[str] = None
     about: str = ""
 
     @property
@@ -111,6 +115,13 @@ class Recipe:
         if self.lr_schedule.get("name") not in SCHEDULES:
             raise RecipeError(f"lr_schedule.name must be one of {', '.join(SCHEDULES)}, "
                               f"got {self.lr_schedule.get('name')!r}")
+        if self.kernel_initializer is not None:
+            from isp_tf._keras import keras
+
+            try:
+                keras.initializers.get(self.kernel_initializer)
+            except ValueError:
+                raise RecipeError(f"kernel_initializer {self.kernel_initializer!r} is not a Keras initializer") from None
         if not self.loss or any(k not in LOSS_TERMS for k in self.loss):
             raise RecipeError(f"loss must map terms out of {', '.join(LOSS_TERMS)} to weights, got {self.loss!r}")
 

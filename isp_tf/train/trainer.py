@@ -224,6 +224,26 @@ def _build_model(settings: RunSettings):
     return create_model(settings.model, **config)
 
 
+def reinitialize_kernels(model, initializer: str) -> int:
+    """Re-draw every convolution / dense kernel of ``model`` (nested layers included)
+    from the Keras ``initializer``; biases and PReLU slopes are kept.  Returns the count.
+
+    MicroISP's published N(0, 1e-3) initialisation does not train from scratch
+    with gradient descent: the signal through 14 stacked 4-channel convolutions
+    shrinks by ~1e-2 per layer and the early layers' gradients underflow, so
+    the network only learns its output biases (a flat grey image).  Recipes
+    therefore name a variance-scaling initializer for runs from scratch.
+    """
+    init = keras.initializers.get(initializer)
+    count = 0
+    for layer in model.submodules:
+        kernel = getattr(layer, "kernel", None)
+        if isinstance(layer, keras.layers.Layer) and isinstance(kernel, tf.Variable):
+            kernel.assign(init(kernel.shape, dtype=kernel.dtype))
+            count += 1
+    return count
+
+
 def _load_initial_weights(model, settings: RunSettings) -> str:
     """Start from ``init_from``: same model -> all weights; previous PyNET level -> shared layers."""
     from isp_tf.models import weights as model_weights
@@ -290,6 +310,9 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         init_note = None
         if settings.init_from and not resume:
             init_note = _load_initial_weights(model, settings)
+        elif recipe.kernel_initializer and not resume:
+            count = reinitialize_kernels(model, recipe.kernel_initializer)
+            init_note = f"{recipe.kernel_initializer} ({count} kernels re-initialised)"
         if settings.qat:
             from isp_tf.export.qat import quantize_model
 
@@ -389,6 +412,13 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     history: List[Dict[str, float]] = []
     if resume and (run_dir / HISTORY_FILE).is_file():  # epochs finished before the interruption
         history = [h for h in json.loads((run_dir / HISTORY_FILE).read_text()) if h["epoch"] <= first_epoch]
+    if start_step == 0:  # the starting point, so the first epoch's gain is visible
+        val = validate()
+        history = [{"epoch": 0, "step": 0, **val}]
+        with val_writer.as_default(step=0):
+            for k, v in val.items():
+                tf.summary.scalar(k[4:], v)
+        say("before training: " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
     try:
         for epoch in range(first_epoch, recipe.epochs):
             say(f"Epoch {epoch + 1}/{recipe.epochs}")

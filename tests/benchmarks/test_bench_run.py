@@ -14,12 +14,30 @@ REQUIRED = ("model", "precision", "resolution", "mode", "median_s", "p90_s", "pe
             "gmacs", "status")
 
 
-def test_local_run_whole_tiled_and_baselines(tmp_path):
+@pytest.fixture(scope="module")
+def strong_weights(tmp_path_factory):
+    """Small-MicroISP weights large enough that the attention's whole-image statistics matter."""
+    import numpy as np
+
+    from isp_tf.models import create_model, get_spec
+    from isp_tf.models.weights import save_weights
+
+    model = create_model("microisp", small=True)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(rng.normal(0.0, 0.3, w.shape).astype(np.float32))
+    path = tmp_path_factory.mktemp("weights") / "microisp_small.h5"
+    save_weights(model, path, "microisp", get_spec("microisp").small_config)
+    return path
+
+
+def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     out = tmp_path / "bench.json"
+    work = tmp_path / "work"
     code = run.main([
-        "--models", "microisp:small", "--precisions", "fp32", "--resolutions", "160x162",
-        "--tile", "81", "--runs", "1", "--warmup", "0", "--threads", "1",
-        "--baselines", "classical,rawpy", "--json", str(out),
+        "--models", "microisp:small", "--weights", str(strong_weights), "--precisions", "fp32",
+        "--resolutions", "500x180", "--tile", "81", "--runs", "1", "--threads", "1",
+        "--baselines", "classical,rawpy", "--workdir", str(work), "--json", str(out),
         "--markdown", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
     ])
     assert code == 0
@@ -32,19 +50,36 @@ def test_local_run_whole_tiled_and_baselines(tmp_path):
     for r in records:
         assert all(key in r for key in REQUIRED), r
         assert r["status"] == "ok", r
-        assert r["resolution"] == [160, 162]
+        assert r["resolution"] == [500, 180]
         assert r["median_s"] > 0 and r["p90_s"] >= r["median_s"]
         assert r["peak_rss_mb"] >= 0
     whole, tiles = by[("microisp-small", "whole")], by[("microisp-small", "tiled")]
-    assert whole["output_shape"] == [1, 160, 162, 3]
+    assert whole["output_shape"] == [1, 500, 180, 3]
     assert whole["size_bytes"] > 10_000
-    # small MicroISP: 3 branches x 2 stages x (5 full-res 3x3 convs 4->4) = 30 x 144 MACs per packed px,
-    # plus the strided attention chains
-    assert 30 * 144 * 80 * 81 <= whole["gmacs"] * 1e9 <= 31 * 144 * 80 * 81
-    # 80x81 packed px, cores of 81: one tile per row... the frame fits one core: 1 tile, 3 passes
-    assert tiles["tile"] == 81 and tiles["passes"] == 3
-    assert tiles["max_abs_diff_vs_whole"] <= 1e-5  # exact tiling: same picture as the whole frame
-    assert tiles["gmacs"] == pytest.approx(3 * whole["gmacs"], rel=1e-6)
+    # small MicroISP: 3 branches x 2 stages x 5 full-resolution 3x3 convs 4->4 (144 MACs per pixel each)
+    # plus the strided attention chains, on 250 x 90 packed pixels
+    assert 30 * 144 <= whole["gmacs"] * 1e9 / (250 * 90) <= 31 * 144
+    # cores of 81 packed rows: 3 tiles (the 250 - 162 rows left make the last core), 2 statistics depths
+    assert (tiles["tile"], tiles["tiles"], tiles["passes"]) == (81, 3, 3)
+    assert tiles["gmacs"] > 3 * whole["gmacs"]  # every tile of every pass, halos included
+    assert tiles["max_abs_diff_vs_whole"] <= 1e-5  # exact: the same picture as the whole frame
+
+    # ...whereas the same tiles with their own local statistics give another picture
+    import numpy as np
+
+    from benchmarks.scene import synthetic_packed
+    from benchmarks.tiled import plan
+    from benchmarks.worker import LiteRtSession
+
+    model = LiteRtSession(str(work / "microisp-small_fp32.tflite"), threads=1)
+    frame = synthetic_packed(250, 90)[np.newaxis]
+    reference = model.run(frame)
+    local = np.empty_like(reference)
+    for y0, x0, y1, x1, cy0, cx0, cy1, cx1 in plan(250, 90, 81, 10, 81):
+        y = model.run(frame[:, y0:y1, x0:x1])
+        local[:, 2 * cy0:2 * cy1, 2 * cx0:2 * cx1] = y[:, 2 * (cy0 - y0):2 * (cy1 - y0), 2 * (cx0 - x0):2 * (cx1 - x0)]
+    assert np.abs(local - reference).max() > 1e-3
+
     assert "| microisp-small |" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 

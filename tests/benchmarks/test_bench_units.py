@@ -153,3 +153,38 @@ def test_plot_writes_a_png(tmp_path):
     report.plot(RECORDS, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.series_label(RECORDS[2]) == "microisp fp32 tiled243"
+
+
+# --- the flatbuffer rewrite for exact tiled LiteRT inference ------------------------------
+@pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
+def test_expose_global_stats_on_the_reference_microisp(tmp_path):
+    from ai_edge_litert import interpreter as litert
+
+    data, stats = tiled.expose_global_stats(REFERENCE.read_bytes())
+    # 12 attentions (3 branches x 2 stages x 2), 4 dependency depths, pooled over 81-px blocks
+    assert len(stats) == 12
+    assert sorted({s["depth"] for s in stats}) == [0, 1, 2, 3]
+    assert all(s["jump"] == 81 for s in stats)
+    path = tmp_path / "stats_io.tflite"
+    path.write_bytes(data)
+    it = litert.Interpreter(model_path=str(path))
+    assert len(it.get_input_details()) == 13 and len(it.get_output_details()) == 13
+    it.resize_tensor_input(0, [1, 162, 162, 4], strict=False)
+    it.allocate_tensors()
+    assert "MEAN" not in {op["op_name"] for op in it._get_ops_details()}
+    stat_map = it.get_output_details()[stats[0]["map"]]
+    assert list(stat_map["shape"]) == [1, 2, 2, 4]  # two 81-px blocks per side
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
+def test_expose_global_stats_refuses_other_spatial_reductions():
+    from ai_edge_litert import schema_py_generated as schema
+
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    model = read_tflite(REFERENCE.read_bytes()).model
+    for code in model.operatorCodes:  # turn every MEAN into a SUM: not a mean of the image any more
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.MEAN:
+            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SUM
+    with pytest.raises(IspTfError, match="SUM over spatial axes"):
+        tiled.expose_global_stats(write_tflite(model))

@@ -11,7 +11,7 @@ import pytest
 
 from isp_tf.errors import InputShapeError
 from isp_tf.infer import tiling
-from isp_tf.infer.tiling import TiledRunner, TilingError, analyze, auto_core, plan_tiles
+from isp_tf.infer.tiling import TiledRunner, TilingError, auto_core, plan_tiles
 from isp_tf.models import create_model
 
 from infer_toy_models import cropping_model, toy_model, unknown_pool_model
@@ -34,17 +34,24 @@ def randomize(model, seed=0, std=None):
     return model
 
 
-def naive_tiles(model, frame, tiles, scale=2):
-    """Tiles with a halo but per-tile statistics: what the tiler must avoid."""
+def naive_tiles(model, frame, tiles, scale=2, min_side=1):
+    """Tiles with a halo but per-tile statistics: what the tiler must avoid.
+
+    Returns the stitched output and the mask of pixels it covers (tiles smaller
+    than ``min_side`` are skipped: MicroISP refuses them)."""
     out = np.zeros((frame.shape[0] * scale, frame.shape[1] * scale, 3), np.float32)
+    mask = np.zeros(out.shape[:2], bool)
     for t in tiles:
         y0, x0, y1, x1 = t.box
+        if min(y1 - y0, x1 - x0) < min_side:
+            continue
         result = model(frame[np.newaxis, y0:y1, x0:x1]).numpy()[0]
         ty0, tx0, ty1, tx1 = t.core_in_tile
         cy0, cx0, cy1, cx1 = t.core
         out[cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] = \
             result[ty0 * scale:ty1 * scale, tx0 * scale:tx1 * scale]
-    return out
+        mask[cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] = True
+    return out, mask
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +79,21 @@ def test_toy_footprint(toy):
     assert fp.passes == 4
 
 
-def test_microisp_footprint():
-    fp = analyze_model("microisp")
+@pytest.fixture(scope="module")
+def microisp():
+    """MicroISP (published config) with N(0, 0.3) weights: attention that matters."""
+    model = randomize(create_model("microisp"), std=0.3)
+    return TiledRunner(model, rebuild=lambda: create_model("microisp"))
+
+
+def test_microisp_footprint(microisp):
+    fp = microisp.footprint
     assert fp.halo == 16  # 2 stages x 8 convs 3x3
     assert fp.stride == 1 and fp.core_step == 81 and fp.min_side == 79
     # 12 attention layers, grouped by depth: stage 1 and 2, first and second attention
     assert [len(g) for g in fp.groups] == [3, 3, 3, 3]
     assert [sorted(g.name for g in group) for group in fp.groups][0] == \
         ["s1_b_att2", "s1_g_att2", "s1_r_att2"]
-
-
-def analyze_model(name, **config):
-    from isp_tf.layers.global_stats import tiling_mode
-
-    with tiling_mode():
-        model = create_model(name, **config)
-    return analyze(model, 1)
 
 
 @pytest.mark.parametrize("build", [unknown_pool_model, cropping_model])
@@ -140,7 +146,7 @@ def test_toy_halo_and_statistics_are_both_needed(toy, frame):
     whole = toy(frame)
     padded = tiling.pad_to_multiple(frame, 4)
     tiles = toy.plan(*frame.shape[:2], 36)
-    naive = naive_tiles(toy.model, padded, tiles)[:202, :150]
+    naive = naive_tiles(toy.model, padded, tiles)[0][:202, :150]
     assert np.abs(naive - whole).max() > 0.05  # per-tile statistics change the picture
     thin = toy.footprint.__class__(**{**toy.footprint.__dict__, "halo": 4})
     short = TiledRunner.__new__(TiledRunner)
@@ -148,23 +154,21 @@ def test_toy_halo_and_statistics_are_both_needed(toy, frame):
     assert np.abs(short(frame, tile=36) - whole).max() > 0.05  # too small a halo is wrong
 
 
-def test_microisp_tiled_equals_whole():
-    model = randomize(create_model("microisp"), std=0.3)
-    runner = TiledRunner(model, rebuild=lambda: create_model("microisp"))
-    # 300 x 263 packed px: edge tiles of 57 and 20 px after cores of 81 / 162 / 243
-    x = np.random.default_rng(2).random((300, 263, 4), dtype=np.float32)
-    whole = runner(x)
-    assert whole.shape == (600, 526, 3) and whole.std() > 0.05
-    for tile in (81, 162):
-        tiles = runner.plan(300, 263, tile)
-        assert len(tiles) > 1
-        assert np.abs(runner(x, tile=tile) - whole).max() <= TOL
-    naive = naive_tiles(model, x, runner.plan(300, 263, 162))
-    assert np.abs(naive - whole).max() > 1e-2  # the attention matters
+def test_microisp_tiled_equals_whole(microisp):
+    # 250 x 200 packed px in cores of 162: edge tiles with cores of 88 and 38 px
+    x = np.random.default_rng(2).random((250, 200, 4), dtype=np.float32)
+    whole = microisp(x)
+    assert whole.shape == (500, 400, 3) and whole.std() > 0.05
+    tiles = microisp.plan(250, 200, 162)
+    assert [t.core for t in tiles] == [(0, 0, 162, 162), (0, 162, 162, 200),
+                                       (162, 0, 250, 162), (162, 162, 250, 200)]
+    assert np.abs(microisp(x, tile=162) - whole).max() <= TOL
+    naive, mask = naive_tiles(microisp.model, x, tiles, min_side=79)
+    assert mask.any() and np.abs(naive - whole)[mask].max() > 1e-2  # the attention matters
 
 
-def test_microisp_input_smaller_than_one_tile():
-    runner = TiledRunner(create_model("microisp", depth=4), rebuild=lambda: create_model("microisp", depth=4))
+def test_microisp_input_smaller_than_one_tile(microisp):
+    runner = microisp
     assert runner.min_side == 79
     with pytest.raises(InputShapeError, match="smaller than one tile"):
         runner(np.zeros((78, 200, 4), np.float32))
@@ -173,20 +177,22 @@ def test_microisp_input_smaller_than_one_tile():
 
 
 def test_small_pynet_tiled_equals_whole():
-    """Small PyNET: 48 groups of instance norms, a frame padded from 70 x 53 to 80 x 64.
+    """Small PyNET: 48 groups of instance norms, a frame padded from 70 x 29 to 80 x 32.
 
-    PyNET's receptive field (halo 496 px) exceeds this frame, so every tile
-    reads the whole frame: this checks the statistics passes and the padding;
+    PyNET's receptive field (halo 464 px) exceeds this frame, so both tiles
+    read the whole frame: this checks the statistics passes and the padding;
     the halo itself is checked on the toy model and MicroISP above.
     """
     model = randomize(create_model("pynet", small=True), seed=3)
     runner = TiledRunner(model, size_multiple=16, rebuild=lambda: create_model("pynet", small=True))
-    assert runner.footprint.halo == 496 and len(runner.footprint.groups) == 48
-    x = np.random.default_rng(4).random((70, 53, 4), dtype=np.float32)
+    assert runner.footprint.halo == 464 and len(runner.footprint.groups) == 48
+    x = np.random.default_rng(4).random((70, 29, 4), dtype=np.float32)
     whole = runner(x)
-    assert whole.shape == (140, 106, 3) and whole.std() > 0.05
-    tiles = runner.plan(70, 53, 48)
-    assert len(tiles) == 4
+    assert whole.shape == (140, 58, 3) and whole.std() > 0.05
+    tiles = runner.plan(70, 29, 48)
+    assert [t.core for t in tiles] == [(0, 0, 48, 32), (48, 0, 80, 32)]
     assert np.abs(runner(x, tile=48) - whole).max() <= TOL
-    naive = naive_tiles(model, tiling.pad_to_multiple(x, 16), tiles)[:140, :106]
-    assert np.abs(naive - whole).max() > 1e-2  # the instance norms matter
+    # the same cores without halo or shared statistics: a different picture
+    naive = naive_tiles(model, tiling.pad_to_multiple(x, 16), [
+        tiling.Tile(t.core, t.core) for t in tiles])[0][:140, :58]
+    assert np.abs(naive - whole).max() > 1e-2

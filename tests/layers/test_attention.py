@@ -31,7 +31,8 @@ def numpy_attention(x, layer):
     pooled = a.mean(axis=(1, 2))  # (B, C)
     hidden = prelu(pooled @ layer.mlp_conv0.kernel.numpy()[0, 0] + layer.mlp_conv0.bias.numpy(),
                    layer.mlp_prelu.alpha.numpy())
-    weights = 1 / (1 + np.exp(-(hidden @ layer.mlp_conv1.kernel.numpy()[0, 0] + layer.mlp_conv1.bias.numpy())))
+    logits = hidden @ layer.mlp_conv1.kernel.numpy()[0, 0] + layer.mlp_conv1.bias.numpy()
+    weights = 1 / (1 + np.exp(-logits))
     return x * weights[:, None, None, :]
 
 

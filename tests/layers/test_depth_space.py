@@ -1,4 +1,5 @@
-"""DepthToSpace / SpaceToDepth: TensorFlow's channel layout, inverse pair, serialisable, one TFLite op each."""
+"""DepthToSpace / SpaceToDepth: TensorFlow's channel layout, inverse pair,
+serialisable, one TFLite op each."""
 import numpy as np
 import pytest
 

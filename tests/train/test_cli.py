@@ -7,13 +7,6 @@ import pytest
 from isp_tf.train import RecipeError, resolve_recipe
 from isp_tf.train.__main__ import main
 
-LEARN_RECIPE = {
-    "model": "microisp", "optimizer": {"name": "adam", "learning_rate": 0.01},
-    "lr_schedule": {"name": "constant"}, "batch_size": 2, "patch_size": 160, "epochs": 3,
-    "steps_per_epoch": 4, "loss": {"mse": 1.0}, "validation_steps": 1, "log_every": 1,
-}
-
-
 def test_recipes_resolve_with_overrides():
     micro = resolve_recipe("microisp", overrides={"epochs": 3, "learning_rate": 0.5, "batch_size": None})
     assert (micro.epochs, micro.learning_rate, micro.batch_size) == (3, 0.5, 8)
@@ -41,22 +34,18 @@ def _events(folder):
     return tags
 
 
-def test_a_few_steps_lower_the_loss_and_raise_psnr(tmp_path):
-    recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps(LEARN_RECIPE))
-    out = tmp_path / "run"
-    assert main(["--model", "microisp", "--small", "--data", "synthetic:2", "--recipe", str(recipe),
-                 "--out", str(out), "--quiet"]) == 0
-    history = json.loads((out / "history.json").read_text())
-    losses = [h["loss"] for h in history]
-    assert losses[2] < losses[1] < losses[0], losses
-    assert history[-1]["val_psnr"] > history[0]["val_psnr"] + 0.3, history
+def test_a_few_steps_lower_the_loss_and_raise_psnr(full_run):
+    history = json.loads((full_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]  # 0: before training
+    assert history[2]["loss"] < history[1]["loss"], history
+    assert history[2]["val_psnr"] > history[0]["val_psnr"] + 0.2, history
     assert all(0 < h["val_ssim"] <= 1 for h in history)
-    assert {"loss", "mse", "psnr", "lr"} <= _events(out / "logs" / "train")
-    assert {"val_psnr", "val_ssim"} == {"val_" + t for t in _events(out / "logs" / "validation")}
+    assert history[2]["lr"] == 0.005 and history[1]["lr"] == 0.005  # piecewise: halved after step 3
+    assert {"loss", "mse", "ssim", "psnr", "lr"} <= _events(full_run / "logs" / "train")
+    assert {"val_psnr", "val_ssim"} == {"val_" + t for t in _events(full_run / "logs" / "validation")}
     from isp_tf.models.weights import read_header
 
-    assert read_header(out / "final.weights.h5") == ("microisp", {"width": 4, "depth": 4})
+    assert read_header(full_run / "final.weights.h5") == ("microisp", {"width": 4, "depth": 4})
 
 
 def test_pynet_levels_chain_through_the_run_folder(tmp_path, capsys):
@@ -69,12 +58,10 @@ def test_pynet_levels_chain_through_the_run_folder(tmp_path, capsys):
     assert main(common + ["--level", "4", "--out", str(out)]) == 0
     run = json.loads((out / "level_4" / "run.json").read_text())
     assert run["init_from"] == str(out / "level_5") and run["recipe"]["loss"] == {"mse": 100}
-    from isp_tf.models.weights import load_model
+    from isp_tf.models.weights import read_header
 
-    level5, _, config5 = load_model(out / "level_5" / "final.weights.h5")
-    level4, _, config4 = load_model(out / "level_4" / "final.weights.h5")
-    assert (config5["level"], config4["level"]) == (5, 4)
-    assert level4.output_shape[1:] == (None, None, 3)
+    assert read_header(out / "level_5" / "final.weights.h5")[1]["level"] == 5
+    assert read_header(out / "level_4" / "final.weights.h5")[1]["level"] == 4
     # level 3 adds the VGG loss: without the VGG-19 file it stops before training
     assert main(common + ["--level", "3", "--out", str(out), "--vgg", str(tmp_path / "no_vgg")]) == 2
     err = capsys.readouterr().err
@@ -115,3 +102,18 @@ def test_resume_refuses_changed_settings_and_reuse_of_a_run_folder(tmp_path, cap
     with pytest.raises(SystemExit) as info:
         main(["--out", str(out), "--resume", "--lr", "0.1"])
     assert info.value.code == 2 and "drop --lr" in capsys.readouterr().err
+
+
+def test_reinitialize_kernels_reaches_nested_convolutions():
+    from isp_tf._keras import keras
+    from isp_tf.models import create_model
+    from isp_tf.train.trainer import reinitialize_kernels
+
+    keras.utils.set_random_seed(0)
+    model = create_model("microisp", small=True)
+    kernels = [w for w in model.weights if w.name.endswith("kernel:0")]
+    before = [w.numpy().std() for w in kernels]
+    assert max(before) < 2e-3  # the published N(0, 1e-3)
+    assert reinitialize_kernels(model, "he_normal") == len(kernels) > 6 * 5  # attention convs included
+    first = model.get_layer("s1_r_conv0").kernel.numpy()
+    assert abs(first.std() - np.sqrt(2 / (3 * 3 * 4))) < 0.1

@@ -1,0 +1,131 @@
+"""Export-time rewrites keep the math and turn refused ops into delegated ones."""
+import numpy as np
+import pytest
+
+from isp_tf._keras import keras, tf
+from isp_tf.export.flatbuffer import read_tflite
+from isp_tf.export.nnapi import check_nnapi
+from isp_tf.export.parity import run_tflite
+from isp_tf.export.rewrites import (ResizeBilinear, UpsampleNearest, align_mean_quantization, elu,
+                                    instance_norm, pixel_shuffle_crd, rewrite_for_nnapi,
+                                    shorten_tensor_names)
+
+RNG = np.random.default_rng(0)
+
+
+def to_tflite(model_or_fn, shape, int8=False):
+    fn = tf.function(lambda x: model_or_fn(x), input_signature=[tf.TensorSpec(shape, tf.float32)])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    conv.experimental_lower_to_saved_model = False
+    if int8:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([RNG.random(shape, dtype=np.float32)] for _ in range(4))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def test_elu_equals_tf_and_is_delegated():
+    x = np.linspace(-6, 6, 241, dtype=np.float32).reshape(1, 1, 241, 1)
+    np.testing.assert_allclose(elu(x).numpy(), tf.nn.elu(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(elu(x, 0.5).numpy(), keras.layers.ELU(0.5)(x).numpy(), atol=1e-6)
+    report = check_nnapi(to_tflite(elu, (1, 4, 4, 3)))
+    assert report.ok and "ELU" not in report.ops_used() and "EXP" in report.ops_used()
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_resize_up_equals_half_pixel_bilinear(factor):
+    x = RNG.random((1, 5, 7, 3), dtype=np.float32)
+    expected = tf.image.resize(x, (5 * factor, 7 * factor), "bilinear").numpy()
+    np.testing.assert_allclose(ResizeBilinear(factor)(x).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_resize_down_equals_half_pixel_bilinear(factor):
+    x = RNG.random((1, 12, 24, 3), dtype=np.float32)
+    expected = tf.image.resize(x, (12 // factor, 24 // factor), "bilinear").numpy()
+    np.testing.assert_allclose(ResizeBilinear(-factor)(x).numpy(), expected, atol=1e-6)
+
+
+def test_resize_rewrite_is_delegated_where_tf_resize_is_not():
+    assert not check_nnapi(to_tflite(lambda x: tf.image.resize(x, (16, 16)), (1, 8, 8, 3))).ok
+    report = check_nnapi(to_tflite(ResizeBilinear(2), (1, 8, 8, 3)))
+    assert report.ok, report.format_table()
+    assert "DEPTH_TO_SPACE" in report.ops_used() and "RESIZE_BILINEAR" not in report.ops_used()
+    assert check_nnapi(to_tflite(ResizeBilinear(-2), (1, 8, 8, 3))).ok
+
+
+def test_upsample_nearest_and_pixel_shuffle():
+    x = RNG.random((1, 3, 4, 8), dtype=np.float32)
+    np.testing.assert_array_equal(UpsampleNearest(2)(x).numpy(), keras.layers.UpSampling2D(2)(x).numpy())
+    # PyTorch pixel_shuffle: out[c, 2h+dy, 2w+dx] = in[c*4 + dy*2 + dx]
+    y = pixel_shuffle_crd(x, 2).numpy()
+    assert y.shape == (1, 6, 8, 2)
+    for c in range(2):
+        for dy in range(2):
+            for dx in range(2):
+                np.testing.assert_array_equal(y[0, dy::2, dx::2, c], x[0, :, :, c * 4 + dy * 2 + dx])
+    assert check_nnapi(to_tflite(lambda t: pixel_shuffle_crd(t, 2), (1, 3, 4, 8))).ok
+
+
+def test_instance_norm_matches_moments_without_squared_difference():
+    x = RNG.normal(size=(1, 6, 6, 4)).astype(np.float32) * 3 + 1
+    mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+    np.testing.assert_allclose(instance_norm(x).numpy(), ((x - mean) / tf.sqrt(var + 1e-3)).numpy(),
+                               atol=1e-5)
+    report = check_nnapi(to_tflite(instance_norm, (1, 6, 6, 4)))
+    assert report.ok and "SQUARED_DIFFERENCE" not in report.ops_used()
+
+
+def test_rewrite_for_nnapi_swaps_stock_layers():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="elu")(inp)
+    x = keras.layers.ELU()(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    model = keras.Model(inp, x)
+    assert {"unsupported-op", "resize-flags"} <= set(check_nnapi(to_tflite(model, (1, 8, 8, 3))).rules_broken())
+
+    new, swapped = rewrite_for_nnapi(model)
+    assert len(swapped) == 4
+    x = RNG.random((1, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(new(x).numpy(), model(x).numpy(), atol=1e-5)
+    report = check_nnapi(to_tflite(new, (1, 8, 8, 3)))
+    assert report.ok, report.format_table()
+    same, none = rewrite_for_nnapi(new)
+    assert same is new and none == []
+
+
+def test_align_mean_quantization_fixes_mean_and_keeps_values():
+    k = RNG.normal(size=(1, 1, 8, 8)).astype(np.float32) * 0.3
+
+    def fn(x):
+        y = tf.nn.relu(x * 3.0 - 1.0)
+        m = tf.reshape(tf.reduce_mean(y, axis=[1, 2], keepdims=True), [1, 1, 1, 8])
+        return y * tf.sigmoid(tf.nn.conv2d(m, k, 1, "VALID") + 0.2)
+
+    tfl = to_tflite(fn, (1, 16, 16, 8), int8=True)
+    before = check_nnapi(tfl)
+    assert before.rules_broken() == ["mean-quant-params"]
+    fixed, changed = align_mean_quantization(tfl)
+    assert len(changed) == 1 and check_nnapi(fixed).ok
+    graph = read_tflite(fixed)
+    (mean,) = [op for op in graph.operators if op.name == "MEAN"]
+    assert mean.outputs[0].scale == mean.inputs[0].scale
+    x = RNG.random((1, 16, 16, 8), dtype=np.float32)
+    ref = fn(tf.constant(x)).numpy()
+    err_before = np.abs(run_tflite(tfl, x) - ref).mean()
+    err_after = np.abs(run_tflite(fixed, x) - ref).mean()
+    assert err_after < 1.5 * err_before + 1e-3  # the int32 bias was re-scaled, values kept
+    assert align_mean_quantization(fixed) == (fixed, [])
+
+
+def test_shorten_tensor_names_keeps_io_names():
+    tfl = to_tflite(lambda x: tf.nn.relu(x * 2.0 + 1.0), (1, 4, 4, 3))
+    short = shorten_tensor_names(tfl)
+    before, after = read_tflite(tfl), read_tflite(short)
+    assert [t.name for t in after.inputs] == [t.name for t in before.inputs]
+    assert not any(";" in t.name for t in after.tensors)
+    x = RNG.random((1, 4, 4, 3), dtype=np.float32)
+    np.testing.assert_array_equal(run_tflite(short, x), run_tflite(tfl, x))
