@@ -204,11 +204,13 @@ def _spatial_means(graph):
 # the plan (parent process)
 # ----------------------------------------------------------------------------
 def axis_spans(length: int, core: int, halo: int, align: int) -> List[List[int]]:
-    """``[box_start, box_end, core_start, core_end]`` along one axis.
+    """``[box_start, box_end, core_start, core_end, final_start]`` along one axis.
 
     Cores of ``core`` px (the last one ends at ``length``; a remainder thinner
     than half a core joins the previous one); boxes reach ``halo`` px beyond
-    the core, their start rounded down to a multiple of ``align``.
+    the core, their start rounded down to a multiple of ``align`` (the
+    statistics passes need the pooling grid); ``final_start`` is the unrounded
+    ``core_start - halo`` the final pass uses (its statistics are given).
     """
     cuts = list(range(0, length, core)) + [length]
     if len(cuts) > 2 and cuts[-1] - cuts[-2] < core // 2:
@@ -216,15 +218,17 @@ def axis_spans(length: int, core: int, halo: int, align: int) -> List[List[int]]
     spans = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         start = max(0, (a - halo) // align * align)
-        spans.append([start, min(length, b + halo), a, b])
+        spans.append([start, min(length, b + halo), a, b, max(0, a - halo)])
     return spans
 
 
 def plan(height: int, width: int, core: int, halo: int, align: int) -> List[List[int]]:
-    """Tiles as ``[y0, x0, y1, x1, cy0, cx0, cy1, cx1]`` (input pixels), row by row."""
+    """Tiles as ``[y0, x0, y1, x1, cy0, cx0, cy1, cx1, fy0, fx0]`` (input pixels), row by row.
+
+    ``(y0, x0)`` starts the statistics passes' box, ``(fy0, fx0)`` the final pass's."""
     rows = axis_spans(height, core, halo, align)
     cols = axis_spans(width, core, halo, align)
-    return [[r[0], c[0], r[1], c[1], r[2], c[2], r[3], c[3]] for r in rows for c in cols]
+    return [[r[0], c[0], r[1], c[1], r[2], c[2], r[3], c[3], r[4], c[4]] for r in rows for c in cols]
 
 
 def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole,
@@ -301,10 +305,15 @@ class TiledSession:
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         self._shape = None
-        # tiles grouped by box size: fewer re-plans of the interpreter per pass
-        self.order = sorted(range(self.tiles), key=lambda i: (self.tile_list[i][2] - self.tile_list[i][0],
-                                                              self.tile_list[i][3] - self.tile_list[i][1], i))
         self.resizes_per_frame = 0
+
+    def _boxes(self, final: bool):
+        """``(box, core)`` per tile, grouped by box size (fewer re-plans of the interpreter)."""
+        boxes = []
+        for t in self.tile_list:
+            y0, x0 = (t[8], t[9]) if final and len(t) >= 10 else (t[0], t[1])
+            boxes.append(((y0, x0, t[2], t[3]), tuple(t[4:8])))
+        return sorted(boxes, key=lambda b: (b[0][2] - b[0][0], b[0][3] - b[0][1], b[0]))
 
     def _resize(self, h: int, w: int):
         if self._shape == (h, w):
@@ -343,8 +352,7 @@ class TiledSession:
             group = [] if final else [st for st in self.stats if st["depth"] == self.depths[pass_index]]
             sums = {st["map"]: 0.0 for st in group}
             counts = {st["map"]: 0 for st in group}
-            for i in self.order:
-                y0, x0, y1, x1, cy0, cx0, cy1, cx1 = self.tile_list[i]
+            for (y0, x0, y1, x1), (cy0, cx0, cy1, cx1) in self._boxes(final):
                 self._resize(y1 - y0, x1 - x0)
                 it.set_tensor(self.inputs[0]["index"], self._to(self.inputs[0], frame[:, y0:y1, x0:x1]))
                 for idx, value in given.items():
@@ -378,9 +386,10 @@ class TiledSession:
         per_shape: Dict[tuple, int] = {}
         total = 0
         channels = int(self.inputs[0]["shape"][-1])
-        for y0, x0, y1, x1, *_ in self.tile_list:
-            key = (y1 - y0, x1 - x0)
-            if key not in per_shape:
-                per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], channels], nonzero=nonzero)
-            total += per_shape[key]
-        return total * self.passes
+        for pass_index in range(self.passes):
+            for (y0, x0, y1, x1), _ in self._boxes(final=pass_index == self.passes - 1):
+                key = (y1 - y0, x1 - x0)
+                if key not in per_shape:
+                    per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], channels], nonzero=nonzero)
+                total += per_shape[key]
+        return total

@@ -224,7 +224,7 @@ def _build_model(settings: RunSettings):
     return create_model(settings.model, **config)
 
 
-def reinitialize_kernels(model, initializer: str) -> int:
+def reinitialize_kernels(model, initializer: str, seed: int = 0) -> int:
     """Re-draw every convolution / dense kernel of ``model`` (nested layers included)
     from the Keras ``initializer``; biases and PReLU slopes are kept.  Returns the count.
 
@@ -234,12 +234,15 @@ def reinitialize_kernels(model, initializer: str) -> int:
     the network only learns its output biases (a flat grey image).  Recipes
     therefore name a variance-scaling initializer for runs from scratch.
     """
-    init = keras.initializers.get(initializer)
+    config = keras.initializers.serialize(keras.initializers.get(initializer))
     count = 0
     for layer in model.submodules:
         kernel = getattr(layer, "kernel", None)
         if isinstance(layer, keras.layers.Layer) and isinstance(kernel, tf.Variable):
-            kernel.assign(init(kernel.shape, dtype=kernel.dtype))
+            # one seeded initializer per kernel: an unseeded Keras initializer
+            # called twice returns the same values (every branch would start equal)
+            config["config"]["seed"] = int(seed) * 100_003 + count
+            kernel.assign(keras.initializers.deserialize(config)(kernel.shape, dtype=kernel.dtype))
             count += 1
     return count
 
@@ -311,7 +314,7 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         if settings.init_from and not resume:
             init_note = _load_initial_weights(model, settings)
         elif recipe.kernel_initializer and not resume:
-            count = reinitialize_kernels(model, recipe.kernel_initializer)
+            count = reinitialize_kernels(model, recipe.kernel_initializer, settings.seed)
             init_note = f"{recipe.kernel_initializer} ({count} kernels re-initialised)"
         if settings.qat:
             from isp_tf.export.qat import quantize_model

@@ -75,7 +75,7 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     frame = synthetic_packed(250, 90)[np.newaxis]
     reference = model.run(frame)
     local = np.empty_like(reference)
-    for y0, x0, y1, x1, cy0, cx0, cy1, cx1 in plan(250, 90, 81, 10, 81):
+    for y0, x0, y1, x1, cy0, cx0, cy1, cx1, _, _ in plan(250, 90, 81, 10, 81):
         y = model.run(frame[:, y0:y1, x0:x1])
         local[:, 2 * cy0:2 * cy1, 2 * cx0:2 * cx1] = y[:, 2 * (cy0 - y0):2 * (cy1 - y0), 2 * (cx0 - x0):2 * (cx1 - x0)]
     assert np.abs(local - reference).max() > 1e-3

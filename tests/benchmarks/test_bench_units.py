@@ -86,9 +86,10 @@ def test_axis_spans_cover_once_with_aligned_boxes(length, core, halo, align):
     cores = [(s[2], s[3]) for s in spans]
     assert cores[0][0] == 0 and cores[-1][1] == length
     assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # contiguous, no overlap
-    for start, end, c0, c1 in spans:
+    for start, end, c0, c1, final_start in spans:
         assert start % align == 0 and start <= max(0, c0 - halo)
         assert end == min(length, c1 + halo)
+        assert final_start == max(0, c0 - halo)
     # interior cores have the asked size; the last one absorbs a thin remainder
     assert all(c1 - c0 == core for c0, c1 in cores[:-1])
     assert core // 2 <= cores[-1][1] - cores[-1][0] < core + core // 2 or len(cores) == 1
@@ -97,7 +98,8 @@ def test_axis_spans_cover_once_with_aligned_boxes(length, core, halo, align):
 def test_plan_is_rows_times_columns():
     tiles = tiled.plan(400, 430, 162, 10, 81)
     assert len(tiles) == 2 * 3
-    assert tiles[0][:4] == [0, 0, 172, 172]
+    assert tiles[0] == [0, 0, 172, 172, 0, 0, 162, 162, 0, 0]
+    assert tiles[4] == [81, 81, 400, 334, 162, 162, 400, 324, 152, 152]  # aligned box, final box at core - 10
 
 
 # --- the child process and its watchdog -------------------------------------------------
