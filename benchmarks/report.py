@@ -63,7 +63,8 @@ def markdown(result: Dict) -> str:
     if result.get("command"):
         out.write(f"Command: `{result['command']}`\n\n")
     if machine:
-        parts = [f"{k}: {v}" for k, v in machine.items() if not isinstance(v, (dict, list))]
+        parts = [f"{k}: {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in machine.items()
+                 if not isinstance(v, dict)]
         out.write("Machine: " + "; ".join(parts) + "\n\n")
     records = result.get("records", [])
     shown = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in records)

@@ -39,11 +39,10 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import pathlib
 import re
 import warnings
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -305,7 +304,8 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     """
     from isp_tf.export import nnapi as nnapi_mod
     from isp_tf.export.parity import FP32_TOLERANCE, compare, load_parity_input, run_tflite
-    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi, shorten_tensor_names
+    from isp_tf.export.rewrites import (align_mean_quantization, fold_requantize, rewrite_for_nnapi,
+                                        shorten_tensor_names)
     from isp_tf.models import get_spec
 
     io = resolve_io(precision, io)
@@ -341,7 +341,9 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
         representative = lambda: ([f] for f in frames)  # noqa: E731
     tflite = convert_function(concrete, precision, io, representative, keras_model)
     mean_fixed: List[int] = []
+    requant_removed = 0
     if precision == "int8":
+        tflite, requant_removed = fold_requantize(tflite)
         tflite, mean_fixed = align_mean_quantization(tflite)
     tflite = shorten_tensor_names(tflite)
 
@@ -373,7 +375,9 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
 
     tile_info = _tile_info(spec, loaded, tile, input_hw) if tile is not None else None
     metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile_info,
-                              report, parity_info, calib_spec, mean_fixed, swapped)
+                              report, parity_info, calib_spec,
+                              {"keras_layers": list(swapped), "mean_ops_aligned": len(mean_fixed),
+                               "requantize_ops_folded": requant_removed})
     tflite_path = json_path = None
     if out is not None:
         tflite_path = str(out)
@@ -434,7 +438,7 @@ def _tile_info(spec, loaded, tile: int, input_hw) -> dict:
 
 
 def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_hw, tile, report,
-                   parity_info, calib_spec, mean_fixed, swapped) -> dict:
+                   parity_info, calib_spec, rewrites) -> dict:
     """The JSON written beside the ``.tflite`` (see the README's export section)."""
     from isp_tf._keras import tf
     from isp_tf.export.parity import make_interpreter
@@ -467,7 +471,7 @@ def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_h
                   "findings": [f.to_dict() for f in report.findings]},
         "parity": parity_info,
         "calibration": calib_spec,
-        "export_rewrites": {"keras_layers": list(swapped), "mean_quantization_aligned_ops": mean_fixed},
+        "export_rewrites": rewrites,
         "file_bytes": len(tflite),
         "tensorflow": tf.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -81,7 +81,8 @@ def _kernels(layer):
     """Every ``kernel`` variable of the Conv/Dense layers nested in ``layer``."""
     found = []
     for sub in layer._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
-        if isinstance(sub, (keras.layers.Conv2D, keras.layers.Dense)) and getattr(sub, "kernel", None) is not None:
+        has_kernel = getattr(sub, "kernel", None) is not None
+        if isinstance(sub, (keras.layers.Conv2D, keras.layers.Dense)) and has_kernel:
             found.append(sub)
     return found
 
@@ -115,7 +116,8 @@ class SublayerQuantizeConfig(OutputQuantizeConfig):
     def set_quantize_weights(self, layer, quantize_weights):
         subs = _kernels(layer)
         if len(subs) != len(quantize_weights):
-            raise ValueError(f"{layer.name}: {len(quantize_weights)} quantized kernels for {len(subs)} layers")
+            raise ValueError(f"{layer.name}: {len(quantize_weights)} quantized kernels for "
+                             f"{len(subs)} layers")
         for sub, kernel in zip(subs, quantize_weights):
             sub.kernel = kernel
 

@@ -7,10 +7,11 @@ usual Keras/TF op computes, exported as delegated ops, and
 :func:`rewrite_for_nnapi`, which clones a functional model swapping the layers
 it knows:
 
-=============================  ==================================================
+=============================  =======================================================
 usual op (refused at API 29)   rewrite (delegated ops)
-=============================  ==================================================
-ELU (API 30)                   :func:`elu`: relu(x) + alpha * (exp(min(x, 0)) - 1)
+=============================  =======================================================
+ELU (API 30)                   :func:`elu`, :class:`ExportELU`:
+                               relu(x) + alpha * (exp(min(x, 0)) - 1)
 bilinear resize, half-pixel    :class:`ResizeBilinear`: integer up-factors as
 (TF2 / UpSampling2D default)   depthwise 3x3 phases + DEPTH_TO_SPACE, integer
                                down-factors as STRIDED_SLICE / AVERAGE_POOL_2D
@@ -18,7 +19,7 @@ nearest UpSampling2D           :class:`UpsampleNearest`: CONCATENATION + DEPTH_T
 PyTorch pixel shuffle (6-D)    :func:`pixel_shuffle_crd`: GATHER + DEPTH_TO_SPACE
 instance norm via moments      :func:`instance_norm`: MEAN, SUB, MUL, ADD, RSQRT
 PReLU as arithmetic            :func:`prelu`: ``keras.layers.PReLU`` (the PRELU op)
-=============================  ==================================================
+=============================  =======================================================
 
 The models' own layers (:mod:`isp_tf.layers`) already emit good ops; these are
 for layers that cannot (stock Keras layers in a model, code written outside
@@ -32,19 +33,23 @@ gives the output the input's parameters (the mean of values lies in their
 range, so nothing clips; the output just keeps the input's resolution),
 follows the tensor through same-scale ops (RESHAPE, SQUEEZE...) and re-scales
 the int32 bias of a consuming convolution so the integer arithmetic stays
-exact.
+exact.  :func:`fold_requantize` removes the int8 -> int8 QUANTIZE ops (refused
+at API 29) the converter inserts before CONCATENATIONs of different scales,
+giving the connected tensors one common range.  :func:`shorten_tensor_names` drops the converter's ``;``-joined fused
+names (40 % of MicroISP's file; keeps the FP32 model under the paper's 158 KB).
 """
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from isp_tf._keras import keras, tf
 from isp_tf.errors import ExportError
 
-__all__ = ["ResizeBilinear", "UpsampleNearest", "align_mean_quantization", "elu", "export_elu",
+__all__ = ["ExportELU", "ResizeBilinear", "UpsampleNearest", "align_mean_quantization", "elu", "export_elu",
+           "fold_requantize",
            "instance_norm", "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi", "shorten_tensor_names"]
 
 
@@ -65,6 +70,24 @@ def elu(x, alpha: float = 1.0):
 def export_elu(x):
     """``activation=export_elu``: :func:`elu` with alpha 1 as a Keras activation."""
     return elu(x)
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class ExportELU(keras.layers.Layer):
+    """``keras.layers.ELU(alpha)`` computed as :func:`elu` (no ELU op)."""
+
+    def __init__(self, alpha: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def call(self, x):
+        return elu(x, self.alpha)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
 
 
 def prelu(name: Optional[str] = None, shared_axes=(1, 2)):
@@ -181,8 +204,12 @@ class ResizeBilinear(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = tf.TensorShape(input_shape).as_list()
-        f = lambda d: None if d is None else (d * self.factor if self.factor > 0 else d // -self.factor)  # noqa: E731
-        return tf.TensorShape([b, f(h), f(w), c])
+        def scale(d):
+            if d is None:
+                return None
+            return d * self.factor if self.factor > 0 else d // -self.factor
+
+        return tf.TensorShape([b, scale(h), scale(w), c])
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -217,10 +244,7 @@ class UpsampleNearest(keras.layers.Layer):
 def _swap_layer(layer):
     """The delegable replacement of ``layer`` (a fresh layer), or None to keep a copy."""
     if isinstance(layer, keras.layers.ELU):
-        alpha = float(layer.get_config().get("alpha", 1.0))
-        if alpha == 1.0:
-            return keras.layers.Activation(export_elu, name=layer.name)
-        return keras.layers.Lambda(lambda x, a=alpha: elu(x, a), name=layer.name)
+        return ExportELU(float(layer.get_config().get("alpha", 1.0)), name=layer.name)
     if isinstance(layer, keras.layers.UpSampling2D):
         cfg = layer.get_config()
         size = tuple(cfg["size"])
@@ -340,6 +364,129 @@ def align_mean_quantization(tflite: bytes) -> Tuple[bytes, List[int]]:
     if not changed:
         return tflite, []
     return write_tflite(model), changed
+
+
+#: ops whose int8 output params are free (the kernel derives its multiplier from them)
+_FREE_OUTPUT = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL",
+                "RELU", "RELU6", "LEAKY_RELU", "PRELU", "MEAN", "SUM", "HARD_SWISH"}
+
+
+class _Groups:
+    """Union-find over tensor indices."""
+
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, a):
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _is_requantize(op) -> bool:
+    src = op.input(0)
+    return (op.name == "QUANTIZE" and src is not None and src.dtype == "int8" and src.quantized
+            and op.outputs[0].dtype == "int8" and op.outputs[0].quantized)
+
+
+def _union_params(tensors, qmin=-128, qmax=127):
+    """Scale and zero point whose int8 range covers every tensor's range."""
+    lo = min(min(0.0, (qmin - t.zero_point[0]) * t.scale[0]) for t in tensors)
+    hi = max(max(0.0, (qmax - t.zero_point[0]) * t.scale[0]) for t in tensors)
+    scale = (hi - lo) / (qmax - qmin)
+    zp = int(np.clip(round(qmin - lo / scale), qmin, qmax))
+    return float(scale), zp
+
+
+def fold_requantize(tflite: bytes) -> Tuple[bytes, int]:
+    """Remove int8 -> int8 QUANTIZE ops (re-quantisations) the converter inserts where
+    one tensor feeds CONCATENATIONs of different scales.
+
+    At API 29 NNAPI refuses QUANTIZE with int8 output.  The tensors a
+    re-quantisation connects (through CONCATENATION and same-scale ops) are
+    given one scale and zero point covering all their ranges, their producers
+    (convolutions, activations: ops whose output params are free) write in it,
+    consuming convolutions get their bias re-scaled, and the QUANTIZE ops go.
+    Groups touching an op whose output scale is fixed (LOGISTIC, TANH, graph
+    inputs...) are left alone.  Returns ``(new bytes, number of ops removed)``.
+    The common range is the union of the calibrated ones, so resolution drops
+    slightly where ranges differed; nothing clips.
+    """
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    graph = read_tflite(tflite)
+    requant = [op for op in graph.operators if _is_requantize(op)]
+    if not requant:
+        return tflite, 0
+    groups = _Groups()
+    for op in graph.operators:
+        outs = [t for t in op.outputs if t.dtype == "int8"]
+        if not outs:
+            continue
+        if _is_requantize(op) or op.name in _SAME_SCALE:
+            groups.union(op.input(0).index, outs[0].index)
+        elif op.name == "CONCATENATION":
+            for t in op.inputs:
+                groups.union(t.index, outs[0].index)
+    producer = {t.index: op for op in graph.operators for t in op.outputs}
+    members: Dict[int, List] = {}
+    for t in graph.tensors:
+        if t.index in groups.parent:
+            members.setdefault(groups.find(t.index), []).append(t)
+    graph_io = {t.index for t in graph.inputs + graph.outputs}
+    internal = {"CONCATENATION", "QUANTIZE"} | _SAME_SCALE
+
+    model, sg = graph.model, graph.model.subgraphs[0]
+    removed = []
+    for root, tensors in members.items():
+        qs = [op for op in requant if groups.find(op.input(0).index) == root]
+        if not qs:
+            continue
+        ok, biases = True, []
+        for t in tensors:
+            p = producer.get(t.index)
+            if t.index in graph_io or not t.quantized or p is None or \
+                    (p.name not in _FREE_OUTPUT and p.name not in internal):
+                ok = False
+                break
+            for c in graph.consumers(t.index):
+                if c.name in internal and (c.name != "QUANTIZE" or _is_requantize(c)):
+                    continue
+                if c.name in _RESCALING:
+                    continue
+                slot = _BIASED.get(c.name)
+                if slot and c.input(slot[0]) is t and c.input(slot[1]) is not None:
+                    biases.append((c.index, slot[1], c.input(1).index, t.scale[0]))
+                    continue
+                ok = False
+                break
+            if not ok:
+                break
+        if not ok:
+            continue
+        scale, zp = _union_params(tensors)
+        for t in tensors:
+            q = sg.tensors[t.index].quantization
+            q.scale = np.array([scale], np.float32)
+            q.zeroPoint = np.array([zp], np.int64)
+        for op_index, bias_slot, weight_index, old in biases:
+            _rescale_bias(model, sg, sg.operators[op_index], bias_slot, weight_index, old, scale)
+        for q_op in qs:  # consumers of the QUANTIZE output read its input instead
+            src, dst = q_op.input(0).index, q_op.outputs[0].index
+            for c in graph.consumers(dst):
+                ins = np.array(sg.operators[c.index].inputs, copy=True)
+                ins[ins == dst] = src
+                sg.operators[c.index].inputs = ins
+            removed.append(q_op.index)
+    if not removed:
+        return tflite, 0
+    sg.operators = [op for k, op in enumerate(sg.operators) if k not in set(removed)]
+    return write_tflite(model), len(removed)
 
 
 def _rescale_bias(model, sg, consumer, bias_slot, weight_index, in_old, in_new):

@@ -15,7 +15,8 @@ reach to the receptive-field radius (in model-input pixels, conservative:
 only change the scale.  Element-wise ops pass it through.  An op it does not
 know, or a whole-image pooling outside a :class:`GlobalStatsLayer`, makes
 :func:`analyze` refuse with :class:`TilingError` instead of guessing.  The
-halo is that radius rounded up to the model's total stride, so every tile
+halo is that radius rounded up to the model's total stride (and to
+``size_multiple``), so every tile
 starts on the down-sampling grid of the whole frame: strided convs, pools and
 transposed convs then see exactly the pixels (and, at the frame edges, the
 same zero padding) they see on the whole frame.
@@ -24,21 +25,22 @@ same zero padding) they see on the whole frame.
 over the frame, PyNET's instance norm takes the frame's mean and variance;
 per-tile statistics would change the picture.  Those layers derive from
 :class:`isp_tf.layers.global_stats.GlobalStatsLayer` (its docstring has the
-protocol).  The runner rebuilds the model inside ``tiling_mode()`` (by the
-registry builder, or ``keras.models.clone_model``), copies the weights, and
-finds from the traced graph which global layer depends on which (a layer
-depends on another if data flows from the other's ``given`` statistics into
-its own ``terms``).  Layers are grouped by depth in that dependency graph:
-MicroISP's 12 attentions form 4 groups (stage 1 and 2, first and second
-attention of each branch; the 3 branches run side by side), so a frame takes
-4 statistics passes plus the final pass, not 13.  In pass ``d`` every tile
-reports the sum of ``positionwise`` over its core for the group-``d`` layers
-(the groups before it already use their whole-frame values, so the values
-inside the core are exact); the sums over all tiles divided by the pixel
-counts are the whole-frame means, which every tile then uses.  Every pass
-runs the whole model on the tile (one traced graph serves all passes).
-PyNET's instance norms sit one after another, so PyNET needs one pass per norm
-depth (tens of passes): exact but slow; use the whole frame when it fits.
+protocol).  The same traced graph tells which global layer depends on which:
+a layer depends on another if data flows from the other's whole-image
+reductions into its own.  Layers are grouped by depth in that dependency
+graph: MicroISP's 12 attentions form 4 groups (first and second attention of
+stage 1, then of stage 2; the 3 colour branches run side by side), so a frame
+takes 4 statistics passes plus the final pass, not 13.  For the passes the
+runner rebuilds the model inside ``tiling_mode()`` (by the registry builder,
+or ``keras.models.clone_model``) and copies the weights; this happens only
+when a frame needs more than one tile.  In pass ``d`` every tile reports the
+sum of ``positionwise`` over its core for the group-``d`` layers (the groups
+before it already use their whole-frame values, so the values inside the core
+are exact); the sums over all tiles (in float64) divided by the position counts
+are the whole-frame means, which every later tile then uses.  Every pass runs
+the whole model on the tile (one traced graph serves all passes).  PyNET's
+instance norms sit one after another: 48 groups, so PyNET needs 49 passes per
+tile.  That is exact but slow; use the whole frame (``tile=0``) when it fits.
 
 **Alignment.**  Core boundaries (in model-input pixels, from the frame's
 origin) are multiples of ``core_step``: the least common multiple of the
@@ -47,8 +49,9 @@ layer, its ``alignment`` times the input pixels per pixel of that layer
 (MicroISP's attention pools blocks of 81 x 81 packed pixels, so its cores are
 multiples of 81; a PyNET norm at 1/16 resolution needs multiples of 16).
 The last core of a row or column ends at the frame's edge, whatever its size
-(an *edge tile*); ``positionwise`` crops of the last core then drop the same
-incomplete pooling window the whole frame drops.
+(an *edge tile*); ``positionwise`` of the last core then ends with the same
+partial pooling window the whole frame ends with.  Tile origins (core minus
+halo) stay on the stride grid because the halo is a multiple of the stride.
 
 **Frames that are not a multiple of** ``size_multiple`` (PyNET: 16 packed
 pixels at full depth) are padded by reflection up to the next multiple and the
@@ -299,11 +302,29 @@ def _trace_size(model, size_multiple: int) -> int:
     return align * max(1, -(-256 // align))
 
 
+def _is_global_reduction(op) -> bool:
+    """A reduction over the spatial axes (a whole-image statistic)."""
+    if op.type not in _REDUCTIONS or len(op.inputs) < 2:
+        return False
+    axes, rank = _const_value(op.inputs[1]), op.inputs[0].shape.rank
+    return axes is not None and rank is not None and bool(
+        {int(a) % rank for a in np.ravel(axes)} & {1, 2})
+
+
+def _scope_layer(op, index: Dict[str, int]) -> Optional[int]:
+    """Index of the innermost global layer whose name scope holds ``op``."""
+    found = None
+    for part in op.name.split("/"):
+        found = index.get(part, found)
+    return found
+
+
 def analyze(model, size_multiple: int = 1) -> Footprint:
     """Receptive field, strides, alignment and statistics groups of ``model``.
 
-    ``model`` should be the tiling variant (built inside ``tiling_mode()``) when it
-    has global-statistics layers; a normal model gives no groups.  Raises
+    ``model`` is the normal model: the analysis traces it once at a fixed size
+    and reads the graph.  A global layer depends on another when data flows from
+    the other's whole-image reductions into its own.  Raises
     :class:`TilingError` when the graph has an op the analysis cannot place.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -314,38 +335,30 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
     concrete = fn.get_concrete_function(tf.TensorSpec([1, size, size, channels], tf.float32))
     graph = concrete.graph
     layers = global_layers(model)
-    names = {g.name for g in layers}
-
-    # variables of global layers -> (layer index, role) via the captured handles
-    handle_ids = {}
-    for i, g in enumerate(layers):
-        for name, var in zip(g.TILING_VARIABLES, g.tiling_variables()):
-            handle_ids[id(var.handle)] = (i, name)
-    placeholder_role = {}
-    for external, internal in graph.captures:
-        if id(external) in handle_ids:
-            placeholder_role[internal.ref()] = handle_ids[id(external)]
+    index = {g.name: i for i, g in enumerate(layers)}
 
     states: Dict = {}
-    tags: Dict = {}
+    tags: Dict = {}  # tensor -> bit set of the global layers whose statistics it depends on
     deps = [0] * len(layers)
+    layer_jump: Dict[int, Tuple[Fraction, int]] = {}  # (resolution, channels) of each layer's input
     (source,) = [t for t in graph.inputs if t.dtype == tf.float32 and t.shape.rank == 4]
     states[source.ref()] = _Spatial(Fraction(1), Fraction(0))
     for op in graph.get_operations():
+        if op is source.op:
+            continue
         tag = 0
         for t in op.inputs:
             tag |= tags.get(t.ref(), 0)
-            role = placeholder_role.get(t.ref())
-            if role is not None and role[1] in ("given", "use_given"):
-                tag |= 1 << role[0]
-        if op.type == "AssignVariableOp":
-            role = placeholder_role.get(op.inputs[0].ref())
-            if role is not None and role[1] == "terms":
-                deps[role[0]] |= tags.get(op.inputs[1].ref(), 0)
-            continue
-        if op is source.op:
-            continue
-        for t, state in zip(op.outputs, _propagate(op, states, names)):
+        owner = _scope_layer(op, index)
+        if owner is not None:  # the layer's input: its finest spatial tensor
+            for t in op.inputs:
+                st = states.get(t.ref())
+                if isinstance(st, _Spatial) and st.jump < layer_jump.get(owner, (st.jump + 1, 0))[0]:
+                    layer_jump[owner] = (st.jump, int(t.shape[-1]))
+            if _is_global_reduction(op):
+                deps[owner] |= tag
+                tag |= 1 << owner
+        for t, state in zip(op.outputs, _propagate(op, states, index)):
             if state is not None:
                 states[t.ref()] = state
             if tag:
@@ -362,7 +375,8 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
     if scale.denominator != 1 or final.jump * scale != 1:
         raise TilingError(f"output scale {scale} is not a whole number")
 
-    # the strides of everything the output depends on
+    # the strides of everything the output depends on locally (not the pooling
+    # chains that feed whole-image statistics: those are exact by alignment)
     stride, todo, seen = 1, [output.op], set()
     while todo:
         op = todo.pop()
@@ -373,10 +387,8 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
             state = states.get(t.ref())
             if isinstance(state, _Spatial) and state.jump.denominator == 1:
                 stride = _lcm(stride, state.jump.numerator)
-        todo.extend(t.op for t in op.inputs)
-    for g in layers:
-        if g.traced_input_hw is None or g.traced_input_hw[0] is None:
-            raise TilingError(f"global layer {g.name} was not traced at a fixed size")
+        if not (_is_global_reduction(op) and _scope_layer(op, index) is not None):
+            todo.extend(t.op for t in op.inputs)
 
     depth: Dict[int, int] = {}
 
@@ -390,14 +402,17 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
     core_step = _lcm(stride, size_multiple)
     min_side = max(stride, size_multiple)
     for i, g in enumerate(layers):
+        if i not in layer_jump:
+            raise TilingError(f"global layer {g.name} is not on the path of the model's input")
         groups.setdefault(depth_of(i), []).append(g)
-        layer_jump = Fraction(size, g.traced_input_hw[0])
-        step = layer_jump * g.alignment
+        jump, layer_channels = layer_jump[i]
+        step = jump * g.alignment
         if step.denominator != 1:
-            raise TilingError(f"{g.name}: alignment {g.alignment} at 1/{layer_jump} resolution "
+            raise TilingError(f"{g.name}: alignment {g.alignment} at 1/{jump} resolution "
                               "is not a whole number of input pixels")
         core_step = _lcm(core_step, step.numerator)
-        min_side = max(min_side, int(math.ceil(layer_jump * (g.min_side or g.alignment))))
+        smallest = g.min_side or g.find_min_side(layer_channels)
+        min_side = max(min_side, int(math.ceil(jump * smallest)))
 
     radius = final.radius
     halo_step = _lcm(stride, size_multiple)
@@ -505,19 +520,29 @@ class TiledRunner:
         self.model = model
         self.size_multiple = int(size_multiple)
         self.channels = int(model.inputs[0].shape[-1])
-        if global_layers(model):
-            with tiling_mode():
-                variant = rebuild() if rebuild is not None else keras.models.clone_model(model)
-            copy_weights(model, variant)
-        else:
-            variant = model
-        self.variant = variant
-        self.footprint = analyze(variant, self.size_multiple)
-        self._layers = global_layers(variant)
-        image = tf.TensorSpec([1, None, None, self.channels], tf.float32)
-        self._whole = tf.function(lambda x: model(x, training=False),
-                                  input_signature=[image], autograph=False)
-        self._tile = self._tile_fn()
+        self.footprint = analyze(model, self.size_multiple)
+        self._rebuild = rebuild
+        self._variant = None  # built on the first call that needs more than one tile
+        self._tile = None
+        self._whole = tf.function(lambda x: model(x, training=False), autograph=False,
+                                  input_signature=[tf.TensorSpec([1, None, None, self.channels])])
+
+    @property
+    def variant(self):
+        """The tiling variant (built, with the model's weights, on first use)."""
+        if self._variant is None:
+            if global_layers(self.model):
+                with tiling_mode():
+                    build = self._rebuild or (lambda: keras.models.clone_model(self.model))
+                    variant = build()
+                copy_weights(self.model, variant)
+            else:
+                variant = self.model
+            self._layers = global_layers(variant)
+            if [g.name for g in self._layers] != [g.name for g in global_layers(self.model)]:
+                raise TilingError("the tiling variant's global layers differ from the model's")
+            self._variant = variant
+        return self._variant
 
     def _tile_fn(self):
         """``fn(tile, core_box, tile_hw) -> (output, terms, counts)`` as one graph.
@@ -527,7 +552,8 @@ class TiledRunner:
         passes run this same graph (and discard the output): one trace instead
         of one per group, at the price of computing the layers past the group.
         """
-        layers, variant = self._layers, self.variant
+        variant = self.variant
+        layers = self._layers
         spec = [tf.TensorSpec([1, None, None, self.channels], tf.float32),
                 tf.TensorSpec([4], tf.int32), tf.TensorSpec([2], tf.int32)]
 
@@ -599,15 +625,19 @@ class TiledRunner:
         return out[: height * s, : width * s]
 
     def _run_tile(self, frame, tile: Tile):
+        if self._tile is None:
+            self._tile = self._tile_fn()
         y0, x0, y1, x1 = tile.box
         return self._tile(frame[np.newaxis, y0:y1, x0:x1], np.asarray(tile.core_in_tile, np.int32),
                   np.asarray([y1 - y0, x1 - x0], np.int32))
 
     def _tiled(self, frame, tiles, progress):
+        variant_layers = {g.name: v for g, v in zip(global_layers(self.model), global_layers(self.variant))}
         for g in self._layers:
             g.use_given.assign(0.0)
         index = {id(g): i for i, g in enumerate(self._layers)}
-        for group in self.footprint.groups:
+        for model_group in self.footprint.groups:
+            group = [variant_layers[g.name] for g in model_group]
             sums = [np.zeros(g.terms.shape, np.float64) for g in group]
             counts = [0.0] * len(group)
             for tile in tiles:
@@ -620,7 +650,7 @@ class TiledRunner:
             for g, total, count in zip(group, sums, counts):
                 if count <= 0:
                     raise InputShapeError(f"{g.name}: the frame is smaller than one pooling window")
-                g.given.assign((total / count).astype(np.float32))
+                g.given.assign((total / count).astype(g.given.dtype.as_numpy_dtype))
                 g.use_given.assign(1.0)
         s = self.footprint.output_scale
         out = None

@@ -56,6 +56,19 @@ def tiling_mode(enabled: bool = True):
         _state["tiling"] = previous
 
 
+def _crop(x, box):
+    """``x[:, y0:y1, x0:x1, :]`` for ``box = (y0, x0, y1, x1)``, in few graph ops."""
+    begin = tf.concat([[0], box[:2], [0]], axis=0)
+    size = tf.concat([[-1], tf.maximum(box[2:] - box[:2], 0), [-1]], axis=0)
+    return tf.slice(x, begin, size)
+
+
+def _sum_and_count(values):
+    """Sum over the positions of (B=1, h, w, K) ``values`` and their number ``h * w``."""
+    count = tf.cast(tf.reduce_prod(tf.shape(values)[1:3]), tf.float32)
+    return tf.reduce_sum(values, axis=[0, 1, 2]), count
+
+
 class GlobalStatsLayer(keras.layers.Layer):
     """Base class; see the module docstring.  Subclasses set ``alignment``."""
 
@@ -71,10 +84,6 @@ class GlobalStatsLayer(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.tiling = _state["tiling"]
-        # static (h, w) of the input seen when the tiling variant was last traced;
-        # the tiler divides it by the traced model-input size to find the layer's
-        # resolution (PyNET's instance norms run at 1/2 .. 1/16 of the input).
-        self.traced_input_hw = None
 
     # -- to implement ----------------------------------------------------
     def positionwise(self, x):
@@ -96,21 +105,24 @@ class GlobalStatsLayer(keras.layers.Layer):
             return
         channels = int(input_shape[-1])
         probe = tf.zeros([1] + [self.alignment * 2] * 2 + [channels])
-        k = int(self.positionwise(probe).shape[-1])
+        values = self.positionwise(probe)
+        k, dtype = int(values.shape[-1]), values.dtype  # sums in positionwise's precision
         if self.min_side is None:
-            self.min_side = self._find_min_side(channels)
+            self.min_side = self.find_min_side(channels)
         make = lambda name, shape, dtype="float32": self.add_weight(  # noqa: E731
             name=name, shape=shape, dtype=dtype, initializer="zeros", trainable=False)
         self.core_box = make("core_box", [4], "int32")  # y0, x0, y1, x1 in model-input pixels
         self.input_hw = make("input_hw", [2], "int32")  # tile size in model-input pixels
-        self.given = make("given", [k])
+        self.given = make("given", [k], dtype)
         self.use_given = make("use_given", [])
-        self.terms = make("terms", [k])
+        self.terms = make("terms", [k], dtype)
         self.count = make("count", [])
 
-    def _find_min_side(self, channels):
+    def find_min_side(self, channels: int) -> int:
         """Smallest input side giving a nonempty ``positionwise`` (static shapes,
         traced only: eager convolutions on too-small inputs do not fail)."""
+        if self.alignment <= 1:
+            return 1
         config = {k: v for k, v in self.get_config().items() if k != "name"}
         key = (type(self), self.alignment, channels, repr(sorted(config.items())))
         if key not in _MIN_SIDE_CACHE:
@@ -131,43 +143,40 @@ class GlobalStatsLayer(keras.layers.Layer):
         return _MIN_SIDE_CACHE[key]
 
     def _sum_and_count(self, x):
-        """Sum of ``positionwise`` over (the first image of) ``x`` and its number of positions."""
-        def terms():
-            values = self.positionwise(x)
-            size = tf.shape(values)
-            # positionwise may compute in float64 (InstanceNorm does); the state is float32
-            total = tf.cast(tf.reduce_sum(values[0], axis=[0, 1]), self.terms.dtype)
-            return total, tf.cast(size[1] * size[2], tf.float32)
-
+        """Sum of ``positionwise(x)`` over all positions (batch of one) and their number."""
         if self.min_side <= 1:
-            return terms()
+            return _sum_and_count(self.positionwise(x))
         # An input smaller than one pooling window yields no position on the whole
         # frame either (only the frame's last core can be that small), but
         # convolutions on inputs smaller than their kernel return garbage.
         size = tf.shape(x)
-        return tf.cond(tf.minimum(size[1], size[2]) >= self.min_side, terms,
+        return tf.cond(tf.minimum(size[1], size[2]) >= self.min_side,
+                       lambda: _sum_and_count(self.positionwise(x)),
                        lambda: (tf.zeros_like(self.terms), tf.zeros_like(self.count)))
 
     def call(self, x):
         if not self.tiling:
             return self.apply(x, tf.reduce_mean(self.positionwise(x), axis=[1, 2]))
-        self.traced_input_hw = tuple(x.shape[1:3])
-        shape = tf.shape(x)
+        # The tiling variant runs one image at a time.  (Vectorised index
+        # arithmetic: PyNET has ~100 of these layers and scalar indexing would
+        # triple the size of its traced graph.)
         # the layer may run at a lower resolution than the model input; the tiler
         # aligns core boxes so that these products are integers
-        h_ratio = tf.cast(shape[1], tf.float32) / tf.cast(self.input_hw[0], tf.float32)
-        w_ratio = tf.cast(shape[2], tf.float32) / tf.cast(self.input_hw[1], tf.float32)
-        box = tf.cast(self.core_box, tf.float32)
-        y0 = tf.cast(tf.round(box[0] * h_ratio), tf.int32)
-        x0 = tf.cast(tf.round(box[1] * w_ratio), tf.int32)
-        y1 = tf.cast(tf.round(box[2] * h_ratio), tf.int32)
-        x1 = tf.cast(tf.round(box[3] * w_ratio), tf.int32)
-        terms, count = self._sum_and_count(x[:, y0:y1, x0:x1, :])
+        # (unset boxes, before a tiler has set them, give an empty core)
+        size = tf.tile(tf.shape(x)[1:3], [2])
+        ratio = tf.math.divide_no_nan(tf.cast(size, tf.float32), tf.cast(tf.tile(self.input_hw, [2]), tf.float32))
+        box = tf.cast(tf.round(tf.cast(self.core_box, tf.float32) * ratio), tf.int32)
+        box = tf.clip_by_value(box, 0, size)
+        if self.alignment == 1:  # positionwise keeps the grid: compute it once
+            values = self.positionwise(x)
+            terms, count = _sum_and_count(_crop(values, box))
+            local_terms, local_count = _sum_and_count(values)
+        else:
+            terms, count = self._sum_and_count(_crop(x, box))
+            local_terms, local_count = self._sum_and_count(x)
         self.terms.assign(terms)
         self.count.assign(count)
-        local_terms, local_count = self._sum_and_count(x)
-        local = local_terms / tf.maximum(local_count, 1.0)
+        local = local_terms / tf.cast(tf.maximum(local_count, 1.0), local_terms.dtype)
         # select, not ``u * given + (1 - u) * local``: 0 * NaN would be NaN
-        pooled = tf.where(self.use_given > 0.5, self.given, local)
-        pooled = tf.tile(pooled[tf.newaxis], [shape[0], 1])
+        pooled = tf.where(self.use_given > 0.5, self.given, local)[tf.newaxis]
         return self.apply(x, pooled)

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg", metavar="PATH", help="VGG-19 weights file or folder (default: vgg_pretrained/)")
     p.add_argument("--deterministic", action="store_true",
                    help="enable TensorFlow op determinism (bit-exact reruns, slower on GPU)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop cleanly (checkpoint + final weights) after this many minutes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -153,7 +155,8 @@ def main(argv=None, callbacks=()) -> int:
         else:
             settings, run_dir = _settings_from_args(args, parser)
         result = train(settings, run_dir, strategy=strategy, resume=args.resume,
-                       callbacks=callbacks, verbose=0 if args.quiet else 1)
+                       callbacks=callbacks, verbose=0 if args.quiet else 1,
+                       time_limit=None if args.time_limit is None else 60.0 * args.time_limit)
     except IspTfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

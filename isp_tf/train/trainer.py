@@ -265,7 +265,7 @@ def _load_initial_weights(model, settings: RunSettings) -> str:
 
 
 def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False,
-          callbacks: Sequence[Callback] = (), verbose: int = 1,
+          callbacks: Sequence[Callback] = (), verbose: int = 1, time_limit: Optional[float] = None,
           dataset_fn: Optional[Callable[..., Any]] = None) -> TrainResult:
     """Train as ``settings`` say, writing into ``run_dir``; see the module docstring.
 
@@ -275,11 +275,18 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         stored ``run.json`` must equal ``settings`` (use :func:`read_run`).
       callbacks: :class:`Callback` objects.
       verbose: 1 shows a Keras progress bar per epoch (chief only), 0 is quiet.
+      time_limit: seconds; once exceeded the run stops after the current step,
+        validates, checkpoints and saves its final weights (``--resume`` can
+        continue it).  Not with multi-worker training (workers would disagree).
       dataset_fn: replaces :func:`isp_tf.data.build_dataset` (same signature).
     """
     run_dir = pathlib.Path(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
     is_chief, task_id = _worker_role(strategy)
+    if time_limit is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise RecipeError("--time-limit cannot be used with --strategy multiworker")
+    deadline = None if time_limit is None else time.time() + float(time_limit)
+    stopped = False
     recipe = settings.recipe
     say = (lambda *a: print(*a, flush=True)) if (verbose and is_chief) else (lambda *a: None)
 
@@ -418,6 +425,8 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     if start_step == 0:  # the starting point, so the first epoch's gain is visible
         val = validate()
         history = [{"epoch": 0, "step": 0, **val}]
+        if is_chief:
+            write_json(run_dir / HISTORY_FILE, history)
         with val_writer.as_default(step=0):
             for k, v in val.items():
                 tf.summary.scalar(k[4:], v)
@@ -452,6 +461,9 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
                 bar.update(step - epoch * steps_per_epoch, [(k, v) for k, v in logs.items()])
                 for cb in callbacks:
                     cb.on_step_end(step, logs)
+                if deadline is not None and time.time() > deadline and step < total:
+                    stopped = True
+                    break
             val = validate()
             epoch_logs = {"epoch": epoch + 1, "step": step, "seconds": time.time() - t0,
                           **{k: v / max(n, 1) for k, v in sums.items()}, "lr": current_lr(step), **val}
@@ -459,7 +471,7 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
             with val_writer.as_default(step=step):
                 for k, v in val.items():
                     tf.summary.scalar(k[4:], v)
-            epoch_var.assign(epoch + 1)
+            epoch_var.assign(step // steps_per_epoch)
             if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
                 manager.save(checkpoint_number=step)
             if is_chief:
@@ -467,6 +479,12 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
             say("  " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
             for cb in callbacks:
                 cb.on_epoch_end(epoch + 1, epoch_logs)
+            if stopped:
+                epoch_logs["stopped_by_time_limit"] = True
+                if is_chief:
+                    write_json(run_dir / HISTORY_FILE, history)
+                say(f"time limit reached: stopped at step {step} of {total} (continue with --resume)")
+                break
     finally:
         train_writer.flush()
         val_writer.flush()

@@ -145,6 +145,17 @@ def test_pynet_small_int8_names_what_stays_on_cpu(pynet_model, raw_samples, tmp_
     assert meta["input"]["dtype"] == "int8" and meta["parity"]["psnr_db"] > 0
 
 
+def test_pynet_small_int8_without_instance_norm_is_fully_delegated(raw_samples):
+    """Without instance norm PyNET INT8 passes: the re-quantisations the converter puts before
+    its skip concatenations are folded away (isp_tf.export.rewrites.fold_requantize)."""
+    config = dict(get_spec("pynet").small_config, instance_norm=False)
+    r = export_tflite("pynet", None, precision="int8", input_size=PYNET_HW, config=config,
+                      calibration_frames_count=2, parity_input=str(raw_samples["dng"]), progress=False)
+    assert r.report.ok, r.report.format_table()
+    assert r.metadata["export_rewrites"]["requantize_ops_folded"] > 0
+    assert "QUANTIZE" not in r.report.ops_used()
+
+
 # ---------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------
@@ -195,11 +206,15 @@ def cli(*args):
 
 def test_cli_export_and_check(tmp_path, raw_samples):
     out = tmp_path / "m.tflite"
-    done = cli("--model", "microisp", "--small", "--precision", "fp32", "--input-size", MICRO_HW,
+    done = cli("--model", "microisp", "--small", "--precision", "fp32", "--tile", 162,
                "--out", out, "--parity-input", raw_samples["dng"], "--quiet")
     assert done.returncode == 0, done.stderr
     assert "all" in done.stdout and "would be delegated" in done.stdout and "parity" in done.stdout
-    assert json.loads(out.with_suffix(".json").read_text())["nnapi"]["ok"] is True
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["nnapi"]["ok"] is True and meta["frame"] is None
+    assert meta["input"]["shape"] == [1, 81, 81, 4]
+    tile = meta["tile"]  # from isp_tf.infer.tiling.analyze: MicroISP pools 81-pixel blocks
+    assert tile["side"] == 162 and tile["core_step"] == 81 and tile["halo"] > 0
     assert check_nnapi(str(out)).ok
     checked = subprocess.run([sys.executable, str(REPO / "export" / "check_nnapi.py"), str(out)],
                              capture_output=True, text=True, timeout=120)

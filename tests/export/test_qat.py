@@ -40,7 +40,8 @@ def test_quantize_model_annotates_isp_tf_layers():
     assert type(config_of(qat, "PReLU")) is OutputQuantizeConfig
     assert type(config_of(qat, "ChannelAttention")) is SublayerQuantizeConfig
     # the attention's 6 inner convolutions get fake-quantised kernels
-    att = [layer for layer in qat.layers if type(getattr(layer, "layer", None)).__name__ == "ChannelAttention"][0]
+    (att,) = [layer for layer in qat.layers
+              if type(getattr(layer, "layer", None)).__name__ == "ChannelAttention"]
     assert len(att.quantize_config.get_weights_and_quantizers(att.layer)) == 6
     x = np.random.default_rng(0).random((1, 96, 96, 4), dtype=np.float32)
     qat(x, training=True)  # one training-mode pass sets the kernels' quantisation ranges

@@ -7,8 +7,8 @@ from isp_tf.export.flatbuffer import read_tflite
 from isp_tf.export.nnapi import check_nnapi
 from isp_tf.export.parity import run_tflite
 from isp_tf.export.rewrites import (ResizeBilinear, UpsampleNearest, align_mean_quantization, elu,
-                                    instance_norm, pixel_shuffle_crd, rewrite_for_nnapi,
-                                    shorten_tensor_names)
+                                    fold_requantize, instance_norm, pixel_shuffle_crd,
+                                    rewrite_for_nnapi, shorten_tensor_names)
 
 RNG = np.random.default_rng(0)
 
@@ -85,7 +85,8 @@ def test_rewrite_for_nnapi_swaps_stock_layers():
     x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
     x = keras.layers.UpSampling2D(2)(x)
     model = keras.Model(inp, x)
-    assert {"unsupported-op", "resize-flags"} <= set(check_nnapi(to_tflite(model, (1, 8, 8, 3))).rules_broken())
+    before = check_nnapi(to_tflite(model, (1, 8, 8, 3)))
+    assert {"unsupported-op", "resize-flags"} <= set(before.rules_broken())
 
     new, swapped = rewrite_for_nnapi(model)
     assert len(swapped) == 4
@@ -129,3 +130,29 @@ def test_shorten_tensor_names_keeps_io_names():
     assert not any(";" in t.name for t in after.tensors)
     x = RNG.random((1, 4, 4, 3), dtype=np.float32)
     np.testing.assert_array_equal(run_tflite(short, x), run_tflite(tfl, x))
+
+
+def test_fold_requantize_removes_int8_quantize_ops():
+    """One tensor concatenated with partners of different ranges: the converter re-quantises it
+    (QUANTIZE int8 -> int8, refused at API 29); the pass gives the group one range instead."""
+    k1 = RNG.normal(size=(3, 3, 4, 4)).astype(np.float32) * 0.3
+    k2 = RNG.normal(size=(1, 1, 8, 4)).astype(np.float32) * 0.3
+
+    def fn(x):
+        a = tf.nn.relu(tf.nn.conv2d(x, k1, 1, "SAME") + 0.1)
+        b = tf.concat([a, x * 4.0], axis=-1)   # range ~[0, 4]
+        c = tf.concat([a, x * 0.25], axis=-1)  # range ~[0, 0.25]
+        return tf.nn.conv2d(b, k2, 1, "SAME") + tf.nn.conv2d(c, k2, 1, "SAME")
+
+    tfl = to_tflite(fn, (1, 8, 8, 4), int8=True)
+    before = check_nnapi(tfl)
+    assert "quantize-output" in before.rules_broken()
+    folded, removed = fold_requantize(tfl)
+    assert removed == before.ops_used().get("QUANTIZE", 0) > 0
+    after = check_nnapi(folded)
+    assert after.ok and "QUANTIZE" not in after.ops_used(), after.format_table()
+    x = RNG.random((1, 8, 8, 4), dtype=np.float32)
+    ref = fn(tf.constant(x)).numpy()
+    scale = np.abs(ref).max()
+    assert np.abs(run_tflite(folded, x) - ref).max() < 0.05 * scale
+    assert fold_requantize(folded) == (folded, 0)
