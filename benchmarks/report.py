@@ -80,36 +80,59 @@ def markdown(result: Dict) -> str:
 
 
 def plot(records: Iterable[Dict], path) -> None:
-    """Latency and peak RAM against megapixels, one line per model + precision (+mode)."""
+    """Latency and peak RAM against megapixels, one line per model + precision (+ mode, runtime).
+
+    Baselines are dashed, reference models dash-dotted; a configuration that
+    ran out of memory is an ``x`` on the top edge of the memory panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     from isp_tf.utils import atomic_path
 
+    records = list(records)
     series: Dict[str, List[Dict]] = {}
     for r in records:
-        if r.get("status") != "ok" or r.get("median_s") is None:
-            continue
-        series.setdefault(series_label(r), []).append(r)
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for label, rs in sorted(series.items()):
+        if r.get("status") == "ok" and r.get("median_s") is not None:
+            series.setdefault(series_label(r), []).append(r)
+    oom = [r for r in records if r.get("status") == "out_of_memory"]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.2))
+    colours = plt.get_cmap("tab20").colors
+    markers = "os^Dv<>p*h"
+    for k, (label, rs) in enumerate(sorted(series.items())):
         rs = sorted(rs, key=lambda r: r["megapixels"])
         mp = [r["megapixels"] for r in rs]
-        style = "--" if rs[0].get("kind") == "baseline" else ("-." if rs[0].get("kind") == "reference" else "-")
-        ax_t.plot(mp, [r["median_s"] for r in rs], style, marker="o", label=label)
-        ax_m.plot(mp, [r.get("peak_rss_mb") or 0 for r in rs], style, marker="o", label=label)
-    for ax, title, unit in ((ax_t, "median latency", "s"), (ax_m, "peak RSS above baseline", "MB")):
+        kind = rs[0].get("kind")
+        style = dict(linestyle="--" if kind == "baseline" else ("-." if kind == "reference" else "-"),
+                     marker=markers[k % len(markers)], color=colours[k % len(colours)], label=label)
+        ax_t.plot(mp, [r["median_s"] for r in rs], **style)
+        ax_m.plot(mp, [max(r.get("peak_rss_mb") or 0, 1) for r in rs], **style)
+    if oom:
+        top = max([r.get("peak_rss_mb") or 0 for rs in series.values() for r in rs] + [1]) * 1.3
+        ax_m.scatter([r["megapixels"] for r in oom], [top] * len(oom), marker="x", color="red",
+                     label="out of memory (not measured)", zorder=5)
+    ticks = sorted({round(r["megapixels"], 1) for r in records if r.get("megapixels")})
+    for ax, title, unit in ((ax_t, "median latency per frame", "seconds"),
+                            (ax_m, "peak RSS above the process baseline", "MB")):
         ax.set_xlabel("output megapixels")
         ax.set_ylabel(unit)
         ax.set_title(title)
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, which="both", alpha=0.3)
         ax.set_xscale("log")
         ax.set_yscale("log")
-    if series:
-        ax_m.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+        if ticks:
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+    handles, labels = ax_m.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    rows = -(-len(handles) // 3)
+    fig.tight_layout(rect=(0, min(0.45, 0.045 * rows + 0.02), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", default=None, metavar="auto|N",
                    help="also run tiled: core side N in packed input pixels (rounded up to the model's core "
                         "step, MicroISP: 81), or auto: the largest core whose activations fit --tile-budget-mb")
+    p.add_argument("--tile-models", default=None, metavar="M1,M2",
+                   help="run tiled only for these --models entries (default: all of them)")
     p.add_argument("--tile-budget-mb", type=float, default=300.0,
                    help="memory budget of one tile's activations for --tile auto (isp_tf.infer.tiling.auto_core)")
     p.add_argument("--modes", default=None,
@@ -375,6 +377,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                 for runtime in runtimes:
                     whole_out = workdir / f"whole_{choice.label}_{precision}_{label}_{runtime}.npy"
                     for mode in modes:
+                        if mode == "tiled" and args.tile_models and choice.label not in args.tile_models:
+                            continue
                         base = dict(base_res, model=choice.label, precision=precision, mode=mode,
                                     runtime=runtime, kind="model", size_bytes=path.stat().st_size,
                                     model_input_hw=list(model_in))
@@ -388,7 +392,7 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                 "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
                                 "runtime": runtime, "mode": mode}
                         if mode == "whole":
-                            if "tiled" in modes:
+                            if "tiled" in modes and (not args.tile_models or choice.label in args.tile_models):
                                 spec["save_output"] = str(whole_out)
                         else:
                             try:
@@ -528,6 +532,12 @@ def _main(args, argv) -> int:
 
             raise MissingFileError(f"{ref}: reference .tflite not found")
     choices = bm.parse_models(args.models, small=args.small, weights=args.weights)
+    if args.tile_models:
+        labels = {c.label for c in bm.parse_models(args.tile_models, small=args.small)}
+        unknown = labels - {c.label for c in choices}
+        if unknown:
+            raise IspTfError(f"--tile-models {', '.join(sorted(unknown))} not in --models")
+        args.tile_models = labels
     for out in (args.json, args.markdown, args.plot):
         if out and not pathlib.Path(out).resolve().parent.is_dir():
             raise IspTfError(f"{out}: its folder does not exist")
@@ -547,8 +557,10 @@ def _main(args, argv) -> int:
             with tqdm(total=total, desc="adb benchmark", unit="config") as progress:
                 run_adb(args, harness, choices, resolutions, precisions, progress)
         else:
+            tiled_choices = len(args.tile_models) if args.tile_models else len(choices)
             per_res = (len(args.baseline_list) + len(args.reference) * len(runtimes)
-                       + len(choices) * len(precisions) * len(modes) * len(runtimes))
+                       + (len(choices) * ("whole" in modes) + tiled_choices * ("tiled" in modes))
+                       * len(precisions) * len(runtimes))
             with tqdm(total=len(resolutions) * per_res, desc="benchmark", unit="config") as progress:
                 harness.measure_gemm()
                 run_local(args, harness, choices, resolutions, precisions, modes, runtimes, progress)

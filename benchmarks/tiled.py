@@ -11,12 +11,16 @@ flatbuffer:
   model input and its *input* (the per-position map being averaged) an extra
   model output.  Statistics are grouped by dependency depth: a statistic
   computed from features that already used other statistics comes later.
-* :class:`TiledSession` (in the worker) runs, for every group, one pass over
-  all tiles with the statistics known so far fed in and sums the group's maps
+* :func:`pass_models` prunes it into one model per pass: pass ``d`` keeps
+  only the ops its depth-``d`` maps need (MicroISP's first pass runs 3 of the
+  16 convolution layers of each branch), the final pass only what the image
+  needs (no pooling chains).
+* :class:`TiledSession` (in the worker) runs, for every depth, one pass over
+  all tiles with the statistics known so far fed in and sums the depth's maps
   over each tile's *core*; the sums divided by the position counts are the
   whole-frame means.  A final pass with every statistic fed in writes the
-  output cores.  Each pass runs the full tile model (simple, one interpreter;
-  a pruned statistics-only graph would cost less: see ``passes``).
+  output cores.  Each pass opens its interpreter and drops it afterwards, so
+  only one pass's memory is held at a time.
 
 Tile geometry comes from :func:`isp_tf.infer.tiling.analyze`: the halo (the
 receptive field) and the core step (MicroISP: 81, the attention's pooling
@@ -155,6 +159,39 @@ def expose_global_stats(tflite: bytes):
     return write_tflite(model), stats
 
 
+def pass_models(data: bytes, stats) -> List[tuple]:
+    """One pruned model per pass, from :func:`expose_global_stats`'s output.
+
+    Pass ``d`` keeps only the ops its depth-``d`` statistics maps need (for
+    MicroISP the first pass runs 3 of the 16 convolution layers of a branch);
+    the final pass only what the image needs.  Every model keeps all inputs
+    (image first, then every statistic, as in ``data``).  Returns
+    ``[(bytes, [stat index per output])]`` in pass order (final: ``[]``).
+    """
+    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+
+    depths = sorted({st["depth"] for st in stats})
+    models = []
+    for depth in depths + [None]:
+        model = read_tflite(bytes(data)).model
+        sg = model.subgraphs[0]
+        outputs = [int(i) for i in sg.outputs]
+        which = [] if depth is None else [k for k, st in enumerate(stats) if st["depth"] == depth]
+        keep = [outputs[0]] if depth is None else [outputs[stats[k]["map"]] for k in which]
+        producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
+        needed, todo = set(), list(keep)
+        while todo:
+            i = producer.get(todo.pop())
+            if i is None or i in needed:
+                continue
+            needed.add(i)
+            todo.extend(int(t) for t in sg.operators[i].inputs if int(t) >= 0)
+        sg.operators = [op for i, op in enumerate(sg.operators) if i in needed]
+        sg.outputs = keep
+        models.append((write_tflite(model), which))
+    return models
+
+
 _REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL")
 
 
@@ -262,10 +299,15 @@ def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole,
     if passes > MAX_PASSES:
         raise TilingTooCostly(f"exact tiling needs {passes} passes over the frame (one per depth of "
                               f"whole-image statistics); not timed, run it whole")
+    passes_spec = []
+    for k, (data, which) in enumerate(pass_models(out_path.read_bytes(), stats)):
+        pass_path = out_path.with_name(f"{out_path.stem}_pass{k}.tflite")
+        pass_path.write_bytes(data)
+        passes_spec.append({"model_path": str(pass_path), "maps": which})
     align = _lcm(footprint.stride, *(s["jump"] for s in stats))
     h, w = int(model_in_hw[0]), int(model_in_hw[1])
     tiles = plan(h, w, core, footprint.halo, align)
-    return {"model_path": str(out_path), "tiles": tiles, "stats": stats, "core": core,
+    return {"model_path": str(out_path), "passes": passes_spec, "tiles": tiles, "stats": stats, "core": core,
             "halo": footprint.halo, "align": align, "output_scale": footprint.output_scale,
             "frame_hw": [h, w]}
 
@@ -274,38 +316,45 @@ def prepare(choice, precision: str, model_in_hw, tile, workdir, exported_whole,
 # running (worker process: numpy + LiteRT only)
 # ----------------------------------------------------------------------------
 class TiledSession:
-    """Runs a frame tile by tile through the rewritten model (see the module docstring).
+    """Runs a frame tile by tile, one pruned model per pass (see the module docstring).
 
-    Attributes after construction: ``tiles`` (count), ``passes`` (statistics
-    groups + 1), ``core``, ``tile_input`` (the largest tile box, packed px).
+    Each pass opens its own interpreter and drops it when the pass ends, so
+    memory is that of the largest pass model at the largest tile, not the sum;
+    opening and planning it is part of the frame's latency.  Attributes:
+    ``tiles`` (count), ``passes`` (statistics depths + 1), ``core``,
+    ``tile_input`` (the largest statistics box, packed px), ``resizes_per_frame``.
     """
 
     def __init__(self, spec: Dict, threads: int, runtime: str = "xnnpack"):
         from ai_edge_litert import interpreter as litert
 
-        from benchmarks import measure
-
         if runtime not in ("xnnpack", "builtin"):
             raise IspTfError(f"tiled mode runs on the interpreter runtimes (xnnpack, builtin), not {runtime!r}")
-        resolver = (litert.OpResolverType.AUTO if runtime == "xnnpack"
-                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.model_path = spec["model_path"]
-        with measure.quiet_native_stderr():
-            self.interpreter = litert.Interpreter(model_path=self.model_path, num_threads=threads,
-                                                  experimental_op_resolver_type=resolver)
+        self.resolver = (litert.OpResolverType.AUTO if runtime == "xnnpack"
+                         else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.threads = threads
         self.spec = spec
         self.stats = spec["stats"]
-        self.depths = sorted({s["depth"] for s in self.stats})
+        self.pass_specs = spec["passes"]
         self.tile_list = [list(map(int, t)) for t in spec["tiles"]]
         self.tiles = len(self.tile_list)
-        self.passes = len(self.depths) + 1
+        self.passes = len(self.pass_specs)
         self.core = spec["core"]
         self.tile_input = [max(t[2] - t[0] for t in self.tile_list), max(t[3] - t[1] for t in self.tile_list)]
         self.scale = int(spec["output_scale"])
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
-        self._shape = None
         self.resizes_per_frame = 0
+        first = self._open(self.pass_specs[-1]["model_path"])
+        self.inputs = first.get_input_details()  # the same inputs in every pass model
+        del first
+
+    def _open(self, path):
+        from ai_edge_litert import interpreter as litert
+
+        from benchmarks import measure
+
+        with measure.quiet_native_stderr():
+            return litert.Interpreter(model_path=str(path), num_threads=self.threads,
+                                      experimental_op_resolver_type=self.resolver)
 
     def _boxes(self, final: bool):
         """``(box, core)`` per tile, grouped by box size (fewer re-plans of the interpreter)."""
@@ -315,14 +364,11 @@ class TiledSession:
             boxes.append(((y0, x0, t[2], t[3]), tuple(t[4:8])))
         return sorted(boxes, key=lambda b: (b[0][2] - b[0][0], b[0][3] - b[0][1], b[0]))
 
-    def _resize(self, h: int, w: int):
-        if self._shape == (h, w):
-            return
+    def _resize(self, it, h: int, w: int):
         detail = self.inputs[0]
         strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
-        self.interpreter.resize_tensor_input(detail["index"], [1, h, w, int(detail["shape"][-1])], strict=strict)
-        self.interpreter.allocate_tensors()
-        self._shape = (h, w)
+        it.resize_tensor_input(detail["index"], [1, h, w, int(detail["shape"][-1])], strict=strict)
+        it.allocate_tensors()
         self.resizes_per_frame += 1
 
     @staticmethod
@@ -342,54 +388,59 @@ class TiledSession:
 
     def run(self, frame: np.ndarray) -> np.ndarray:
         """``frame`` (1, H, W, C) float32 -> (1, sH, sW, C') float32."""
-        it = self.interpreter
         self.resizes_per_frame = 0
-        given = {s["given"]: np.zeros(self.inputs[s["given"]]["shape"], np.float32) for s in self.stats}
+        given = {st["given"]: np.zeros(self.inputs[st["given"]]["shape"], np.float32) for st in self.stats}
         s = self.scale
         out = None
-        for pass_index in range(self.passes):
-            final = pass_index == len(self.depths)
-            group = [] if final else [st for st in self.stats if st["depth"] == self.depths[pass_index]]
-            sums = {st["map"]: 0.0 for st in group}
-            counts = {st["map"]: 0 for st in group}
+        for pass_index, pass_spec in enumerate(self.pass_specs):
+            final = pass_index == self.passes - 1
+            group = [self.stats[k] for k in pass_spec["maps"]]
+            sums = [0.0] * len(group)
+            counts = [0] * len(group)
+            it = self._open(pass_spec["model_path"])
+            outputs = it.get_output_details()
+            shape = None
             for (y0, x0, y1, x1), (cy0, cx0, cy1, cx1) in self._boxes(final):
-                self._resize(y1 - y0, x1 - x0)
+                if shape != (y1 - y0, x1 - x0):
+                    shape = (y1 - y0, x1 - x0)
+                    self._resize(it, *shape)
                 it.set_tensor(self.inputs[0]["index"], self._to(self.inputs[0], frame[:, y0:y1, x0:x1]))
                 for idx, value in given.items():
                     it.set_tensor(self.inputs[idx]["index"], self._to(self.inputs[idx], value))
                 it.invoke()
                 if final:
-                    y = self._from(self.outputs[0], it.get_tensor(self.outputs[0]["index"]))
+                    y = self._from(outputs[0], it.get_tensor(outputs[0]["index"]))
                     if out is None:
                         out = np.empty((1, frame.shape[1] * s, frame.shape[2] * s, y.shape[-1]), np.float32)
                     out[0, cy0 * s:cy1 * s, cx0 * s:cx1 * s] = y[0, (cy0 - y0) * s:(cy1 - y0) * s,
                                                                  (cx0 - x0) * s:(cx1 - x0) * s]
                     continue
-                for st in group:
-                    detail = self.outputs[st["map"]]
-                    fmap = self._from(detail, it.get_tensor(detail["index"]))
+                for k, st in enumerate(group):
+                    fmap = self._from(outputs[k], it.get_tensor(outputs[k]["index"]))
                     j = st["jump"]
                     part = fmap[0, (cy0 - y0) // j:-(-(cy1 - y0) // j), (cx0 - x0) // j:-(-(cx1 - x0) // j)]
-                    sums[st["map"]] = sums[st["map"]] + part.sum(axis=(0, 1), dtype=np.float64)
-                    counts[st["map"]] += part.shape[0] * part.shape[1]
-            for st in group:
-                if counts[st["map"]] == 0:
+                    sums[k] = sums[k] + part.sum(axis=(0, 1), dtype=np.float64)
+                    counts[k] += part.shape[0] * part.shape[1]
+            del it  # free this pass's interpreter before the next one is planned
+            for k, st in enumerate(group):
+                if counts[k] == 0:
                     raise IspTfError(f"{st['name']}: the frame is smaller than one pooling window")
-                mean = (sums[st["map"]] / counts[st["map"]]).astype(np.float32)
+                mean = (sums[k] / counts[k]).astype(np.float32)
                 given[st["given"]] = mean.reshape(given[st["given"]].shape)
         return out
 
     def macs(self, nonzero: bool = False) -> int:
-        """MACs of one frame: every tile of every pass, counted at its own size."""
+        """MACs of one frame: every tile of every pass, each pass with its own pruned model."""
         from benchmarks.macs import tflite_macs
 
-        per_shape: Dict[tuple, int] = {}
         total = 0
         channels = int(self.inputs[0]["shape"][-1])
-        for pass_index in range(self.passes):
+        for pass_index, pass_spec in enumerate(self.pass_specs):
+            per_shape: Dict[tuple, int] = {}
             for (y0, x0, y1, x1), _ in self._boxes(final=pass_index == self.passes - 1):
                 key = (y1 - y0, x1 - x0)
                 if key not in per_shape:
-                    per_shape[key] = tflite_macs(self.model_path, [1, key[0], key[1], channels], nonzero=nonzero)
+                    per_shape[key] = tflite_macs(pass_spec["model_path"], [1, key[0], key[1], channels],
+                                                 nonzero=nonzero)
                 total += per_shape[key]
         return total

@@ -332,6 +332,8 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     if swapped:
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
     concrete = fixed_function(keras_model, input_hw)
+    if parity:  # read the photo first: a bad file fails before the slow conversion
+        x, used = load_parity_input(parity_input, input_hw)
 
     representative = None
     calib_spec = None
@@ -353,7 +355,6 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
 
     parity_info = None
     if parity:
-        x, used = load_parity_input(parity_input, input_hw)
         keras_out = concrete(tf_constant(x))
         if isinstance(keras_out, (list, tuple, dict)):
             raise ExportError(f"{spec.name}: the model must have exactly one output to export")

@@ -572,6 +572,37 @@ def _check_argmax(c):
     c.in_type((F16, F32, I32, U8, I8))
 
 
+def _check_l2_pool(c):
+    c.max_version(1)
+    c.in_type((F32,))
+
+
+def _check_version_only(v: int, min_api: int = 27) -> Callable[[_Ctx], None]:
+    def check(c):
+        c.max_version(v)
+        c.min_api(min_api)
+    return check
+
+
+def _check_select(c):
+    c.max_version(2)
+    c.min_api(28)
+    c.in_type((F32, I32, U8, I8), 1, "value")
+
+
+def _check_topk(c):
+    c.max_version(2)
+    c.min_api(29)
+    c.in_type((F32, I32, U8, I8))
+    c.const(1, "k")
+
+
+def _check_logical(c):
+    c.max_version(1)
+    c.min_api(29)
+    c.in_type((BOOL,))
+
+
 def _not_at_29(min_api: int, advice: str) -> Callable[[_Ctx], None]:
     def check(c):
         c.min_api(min_api, advice)
@@ -641,6 +672,12 @@ _CHECKS: Dict[str, Callable[[_Ctx], None]] = {
     "LOG_SOFTMAX": _check_log_softmax,
     "ARG_MAX": _check_argmax,
     "ARG_MIN": _check_argmax,
+    "L2_POOL_2D": _check_l2_pool,
+    "LOCAL_RESPONSE_NORMALIZATION": _check_version_only(1),
+    "SELECT": _check_select,
+    "TOPK_V2": _check_topk,
+    "LOGICAL_AND": _check_logical, "LOGICAL_OR": _check_logical, "LOGICAL_NOT": _check_logical,
+    "REDUCE_ANY": _check_version_only(2, 29),
     "ELU": _not_at_29(30, "write it as relu(x) + exp(min(x, 0)) - 1 (isp_tf.export.rewrites.elu)"),
     "PACK": _not_at_29(30, "concatenate along an existing axis instead"),
     "FILL": _not_at_29(30, "use a constant"),
@@ -670,9 +707,12 @@ def check_graph(graph: TFLiteGraph, api_level: int = API_LEVEL, source: str = "<
     for op in graph.operators:
         ctx = _Ctx(op, api_level, graph, folded)
         check = _CHECKS.get(op.name)
-        if check is None:
-            advice = _NEVER.get(op.name, "not in the delegate's table for API %d" % api_level)
-            ctx.fail("unsupported-op", f"{op.name} is never delegated at API {api_level}: {advice}")
+        if check is None and op.name in _NEVER:
+            ctx.fail("unsupported-op", f"{op.name} is never delegated at API {api_level}: "
+                     f"{_NEVER[op.name]}")
+        elif check is None:
+            ctx.fail("unsupported-op", f"{op.name} is not in isp_tf's API-{api_level} table (image-model "
+                     "ops; recurrent and lookup ops are not modelled): treated as refused")
         else:
             check(ctx)
         # delegate-wide rules on every non-constant tensor the op touches

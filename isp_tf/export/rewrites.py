@@ -346,13 +346,13 @@ def align_mean_quantization(tflite: bytes) -> Tuple[bytes, List[int]]:
         src, out = op.input(0), op.outputs[0]
         if src is None or not src.quantized or not out.quantized:
             continue
-        if src.scale[:1] == out.scale[:1] and src.zero_point[:1] == out.zero_point[:1]:
+        # current params (an earlier MEAN of a chain, e.g. H then W, may have changed src)
+        (new_scale, new_zp), (old_scale, old_zp) = _params(sg, src.index), _params(sg, out.index)
+        if (new_scale, new_zp) == (old_scale, old_zp):
             continue
         plan = {"tensors": [out.index], "biases": []}
         if not _plan(graph, out.index, plan, {out.index}):
             continue
-        new_scale, new_zp = src.scale[0], src.zero_point[0]
-        old_scale = out.scale[0]  # every tensor in the plan shares it (same-scale chain)
         for t_index in plan["tensors"]:
             q = sg.tensors[t_index].quantization
             q.scale = np.array([new_scale], np.float32)
@@ -487,6 +487,12 @@ def fold_requantize(tflite: bytes) -> Tuple[bytes, int]:
         return tflite, 0
     sg.operators = [op for k, op in enumerate(sg.operators) if k not in set(removed)]
     return write_tflite(model), len(removed)
+
+
+def _params(sg, index) -> Tuple[float, int]:
+    """Current (scale, zero point) of tensor ``index`` in a schema subgraph being edited."""
+    q = sg.tensors[index].quantization
+    return float(np.float32(q.scale[0])), int(q.zeroPoint[0])
 
 
 def _rescale_bias(model, sg, consumer, bias_slot, weight_index, in_old, in_new):

@@ -261,7 +261,7 @@ def _load_initial_weights(model, settings: RunSettings) -> str:
         copied = transfer_level_weights(source, model)
         return f"{len(copied)} layers from {path} (level {config.get('level')})"
     model_weights.load_weights_into(model, path, settings.model)
-    return str(path)
+    return f"weights of {path}"
 
 
 def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False,
@@ -315,14 +315,15 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         raise RecipeError(f"batch size {recipe.batch_size} cannot be split over {replicas} replicas")
 
     # --- model, optimizer, loss, checkpoint ---------------------------------------
+    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR)) if resume else None
     with strategy.scope():
         model = _build_model(settings)
         init_note = None
-        if settings.init_from and not resume:
+        if settings.init_from and not latest:
             init_note = _load_initial_weights(model, settings)
-        elif recipe.kernel_initializer and not resume:
+        elif recipe.kernel_initializer and not latest:
             count = reinitialize_kernels(model, recipe.kernel_initializer, settings.seed)
-            init_note = f"{recipe.kernel_initializer} ({count} kernels re-initialised)"
+            init_note = f"{count} kernels drawn from {recipe.kernel_initializer}"
         if settings.qat:
             from isp_tf.export.qat import quantize_model
 
@@ -334,16 +335,13 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, epoch=epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
-    if resume:
-        chief_manager = tf.train.CheckpointManager(checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=3)
-        latest = chief_manager.latest_checkpoint
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            say(f"resumed {run_dir} at step {int(step_var.numpy())} from {latest}")
-        else:
-            say(f"{run_dir}: no checkpoint yet, starting from step 0")
-    elif init_note:
-        say(f"initialised from {init_note}")
+    if latest:  # every worker restores the chief's checkpoint
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        say(f"resumed {run_dir} at step {int(step_var.numpy())} from {latest}")
+    elif resume:
+        say(f"{run_dir}: no checkpoint yet, starting from step 0")
+    if init_note:
+        say(f"initialisation: {init_note}")
     start_step = int(step_var.numpy())
     total = recipe.total_steps
     level = recipe.level

@@ -36,7 +36,7 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     work = tmp_path / "work"
     code = run.main([
         "--models", "microisp:small", "--weights", str(strong_weights), "--precisions", "fp32",
-        "--resolutions", "500x180", "--tile", "81", "--runs", "1", "--threads", "1",
+        "--resolutions", "500x180", "--tile", "auto", "--tile-budget-mb", "1", "--runs", "1", "--threads", "1",
         "--baselines", "classical,rawpy", "--workdir", str(work), "--json", str(out),
         "--markdown", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
     ])
@@ -59,7 +59,8 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     # small MicroISP: 3 branches x 2 stages x 5 full-resolution 3x3 convs 4->4 (144 MACs per pixel each)
     # plus the strided attention chains, on 250 x 90 packed pixels
     assert 30 * 144 <= whole["gmacs"] * 1e9 / (250 * 90) <= 31 * 144
-    # cores of 81 packed rows: 3 tiles (the 250 - 162 rows left make the last core), 2 statistics depths
+    # auto with a 1 MB budget: the smallest core, one 81-px pooling block; 3 tiles (the 250 - 162 rows
+    # left make the last core), 2 statistics depths + the final pass
     assert (tiles["tile"], tiles["tiles"], tiles["passes"]) == (81, 3, 3)
     assert tiles["gmacs"] > 3 * whole["gmacs"]  # every tile of every pass, halos included
     assert tiles["max_abs_diff_vs_whole"] <= 1e-5  # exact: the same picture as the whole frame
@@ -92,6 +93,9 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     (["--modes", "tiled"], "--modes tiled needs --tile"),
     (["--tile", "zero"], "--tile must be 'auto' or a positive number"),
     (["--reference", "/nonexistent/ref.tflite"], "reference .tflite not found"),
+    (["--tile", "81", "--tile-models", "pynet"], "--tile-models pynet not in --models"),
+    (["--models", "pynet:merged"], "only microisp has a merged variant"),
+    (["--models", "microisp:tiny"], "unknown variant"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, tmp_path, capsys):
     assert run.main(argv + ["--json", str(tmp_path / "o.json")]) == 2

@@ -177,6 +177,16 @@ def test_expose_global_stats_on_the_reference_microisp(tmp_path):
     stat_map = it.get_output_details()[stats[0]["map"]]
     assert list(stat_map["shape"]) == [1, 2, 2, 4]  # two 81-px blocks per side
 
+    # pruned pass models: each statistics pass runs only what its maps need, the final pass no pooling
+    passes = tiled.pass_models(data, stats)
+    assert [len(which) for _, which in passes] == [3, 3, 3, 3, 0]
+    per_px = []
+    for k, (model, _) in enumerate(passes):
+        (tmp_path / f"p{k}.tflite").write_bytes(model)
+        per_px.append(macs.tflite_macs(tmp_path / f"p{k}.tflite", [1, 405, 405, 4]) / 405 ** 2)
+    assert per_px == sorted(per_px)  # deeper statistics need more of the network
+    assert per_px[0] < 0.2 * 6957 and 0.99 * 6957 < per_px[-1] < 6957  # the last one: all but the chains
+
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
 def test_expose_global_stats_refuses_other_spatial_reductions():

@@ -13,6 +13,7 @@ from isp_tf.errors import ExportError
 from isp_tf.export.flatbuffer import read_tflite, write_tflite
 from isp_tf.export.nnapi import RULES, check_nnapi
 
+pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 REPO = pathlib.Path(__file__).resolve().parents[2]
 OFFICIAL_MICROISP = REPO.parent / "shared" / "reference_weights" / "microisp_official" / "MicroISP.tflite"
 

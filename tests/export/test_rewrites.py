@@ -10,6 +10,7 @@ from isp_tf.export.rewrites import (ResizeBilinear, UpsampleNearest, align_mean_
                                     fold_requantize, instance_norm, pixel_shuffle_crd,
                                     rewrite_for_nnapi, shorten_tensor_names)
 
+pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 RNG = np.random.default_rng(0)
 
 
