@@ -107,23 +107,56 @@ def interpreter_macs(interpreter) -> int:
     return count_macs(interpreter_ops(interpreter))
 
 
+#: a graph with free sizes whose shapes are computed while it runs is probed at most this many input pixels
+PROBE_PIXELS = 1_000_000
+
+
+def _runtime_shapes(interpreter) -> bool:
+    """Whether some shapes are only known while the graph runs (``SHAPE`` ops feeding sizes)."""
+    return any(op["op_name"] == "SHAPE" for op in interpreter._get_ops_details())  # noqa: SLF001
+
+
 def tflite_macs(path, input_shape=None, nonzero: bool = False) -> int:
     """MACs of one run of the ``.tflite`` at ``path`` for an input of ``input_shape``.
 
     Builds a delegate-free LiteRT interpreter, resizes and allocates it (the
     arena is reserved, not touched, so this costs little RSS) and counts;
-    ``nonzero=True`` counts only products with a non-zero weight.
+    ``nonzero=True`` counts only products with a non-zero weight.  A graph
+    exported with free sizes that computes shapes at run time (``SHAPE`` ops,
+    e.g. PyNET's transposed convolutions) is run once on zeros to learn them:
+    at the real size up to :data:`PROBE_PIXELS` input pixels, above that on a
+    frame of the same aspect scaled down to it, and the count scaled by the
+    pixel ratio (fully convolutional: MACs per pixel do not depend on size,
+    up to borders).
     """
     from ai_edge_litert import interpreter as litert
 
-    interpreter = litert.Interpreter(
-        model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    if input_shape is not None:
-        detail = interpreter.get_input_details()[0]
-        strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
-        interpreter.resize_tensor_input(detail["index"], [int(d) for d in input_shape], strict=strict)
-    interpreter.allocate_tensors()
-    return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
+    def build(shape):
+        interpreter = litert.Interpreter(
+            model_path=str(path),
+            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        if shape is not None:
+            detail = interpreter.get_input_details()[0]
+            strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
+            interpreter.resize_tensor_input(detail["index"], [int(d) for d in shape], strict=strict)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    interpreter = build(input_shape)
+    if not _runtime_shapes(interpreter):
+        return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
+    detail = interpreter.get_input_details()[0]
+    n, h, w, c = (int(d) for d in detail["shape"])
+    scale = 1.0
+    if h * w > PROBE_PIXELS:
+        factor = (PROBE_PIXELS / float(h * w)) ** 0.5
+        ph, pw = max(16, int(h * factor) // 16 * 16), max(16, int(w * factor) // 16 * 16)
+        scale = (h * w) / float(ph * pw)
+        interpreter = build([n, ph, pw, c])
+        h, w = ph, pw
+    interpreter.set_tensor(detail["index"], np.zeros((n, h, w, c), detail["dtype"]))
+    interpreter.invoke()
+    return int(round(count_macs(interpreter_ops(interpreter, nonzero=nonzero)) * scale))
 
 
 def file_macs(path) -> int:

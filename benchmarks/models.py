@@ -11,7 +11,6 @@ import dataclasses
 import pathlib
 from typing import Dict, Optional, Sequence, Tuple
 
-import numpy as np
 
 from isp_tf.errors import ExportError, IspTfError
 
@@ -119,7 +118,52 @@ def _export_merged(choice: ModelChoice, precision: str, path, input_hw, io: str)
         f.write(data)
 
 
-def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float32") -> pathlib.Path:
+def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_side: int = 256) -> None:
+    """Export with free height and width (for models whose fixed-shape graph holds size constants,
+    e.g. PyNET's TRANSPOSE_CONV output shapes): NNAPI rewrites, INT8 calibrated on
+    ``calib_side``-px frames, the MEAN quantisation fix.  CPU benchmarking only (NNAPI needs fixed shapes)."""
+    from isp_tf._keras import tf
+    from isp_tf.export.convert import (DEFAULT_CALIBRATION, calibration_frames, convert_function,
+                                       load_export_model)
+    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi
+    from isp_tf.models import get_spec
+    from isp_tf.utils import atomic_write
+
+    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small)
+    model = rewrite_for_nnapi(loaded.model)[0] if not loaded.qat else loaded.model
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec([1, None, None, 4], tf.float32, name="packed_bayer")])
+    representative = None
+    if precision == "int8":
+        side = max(calib_side, get_spec(choice.name).size_multiple)
+        frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False)
+        representative = lambda: ([f] for f in frames)  # noqa: E731
+    data = convert_function(fn.get_concrete_function(), precision, io, representative, model)
+    if precision == "int8":
+        data, _ = align_mean_quantization(data)
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def resizable(path, input_hw, step: int) -> bool:
+    """Whether the ``.tflite`` can be planned at another size than ``input_hw`` (+2 ``step``)."""
+    from ai_edge_litert import interpreter as litert
+
+    interpreter = litert.Interpreter(
+        model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    detail = interpreter.get_input_details()[0]
+    h, w = int(input_hw[0]) + 2 * step, int(input_hw[1]) + 2 * step
+    try:
+        interpreter.resize_tensor_input(detail["index"], [1, h, w, 4], strict=False)
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError):
+        return False
+    out = interpreter.get_output_details()[0]["shape"]
+    return tuple(int(d) for d in out[1:3]) == (2 * h, 2 * w)
+
+
+def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float32",
+           dynamic: bool = False) -> pathlib.Path:
     """Export ``choice`` with :func:`isp_tf.export.convert.export_tflite` to ``path``.
 
     The model is traced at the packed input ``input_hw`` (fixed shape, as
@@ -129,7 +173,8 @@ def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float
     INT8 model's input/output float with QUANTIZE/DEQUANTIZE inside the graph,
     where XNNPACK runs them multi-threaded (the phone export uses int8 I/O).
     Ops NNAPI 1.2 would refuse are allowed here (the CPU runs them); the parity
-    check against Keras is skipped (the export tests cover it).
+    check against Keras is skipped (the export tests cover it).  ``dynamic=True``
+    exports with free height and width instead (:func:`_export_dynamic`).
     """
     from isp_tf.export.convert import export_tflite
 
@@ -137,6 +182,9 @@ def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     h, w = int(input_hw[0]), int(input_hw[1])
     io = io if precision == "int8" else "auto"
+    if dynamic:
+        _export_dynamic(choice, precision, path, io if precision == "int8" else "auto")
+        return pathlib.Path(path)
     if choice.merged:
         _export_merged(choice, precision, path, (h, w), io)
         return pathlib.Path(path)

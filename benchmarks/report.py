@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 
 def _fmt(value, digits=3, unit=""):
@@ -30,7 +30,7 @@ COLUMNS = (
     ("median_s", "median s", 3), ("p90_s", "p90 s", 3), ("min_s", "min s", 3), ("first_s", "first s", 3),
     ("init_s", "init s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_bytes", "size KB", None),
     ("gmacs", "GMAC", "g"), ("gmacs_nonzero", "GMAC non-zero", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
-    ("psnr_vs_whole_db", "PSNR vs whole dB", 1),
+    ("psnr_vs_whole_db", "PSNR vs whole dB", 1), ("fully_delegated", "fully delegated", None),
 )
 
 
@@ -136,3 +136,52 @@ def plot(records: Iterable[Dict], path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def compact_markdown(result: Dict) -> str:
+    """A short table for a README: model, precision, frame, mode, runtime, median/min s, peak RSS."""
+    lines = ["| model | prec. | output | mode | runtime | median s | min s | peak RSS MB | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result.get("records", []):
+        mode = r.get("mode", "whole")
+        if mode == "tiled" and r.get("tile"):
+            mode = f"tiled {r['tile']} ({r.get('tiles', '?')} tiles x {r.get('passes', 1)} passes)"
+        note = ""
+        if r.get("status") != "ok":
+            note = f"{r.get('status')}: {str(r.get('message', ''))[:70]}".replace("|", "/")
+        elif r.get("max_abs_diff_vs_whole") is not None:
+            diff = r["max_abs_diff_vs_whole"]
+            note = "exact vs whole" if diff <= 1e-5 else f"max diff {diff:.2g} vs whole"
+        label = r.get("resolution_label") or "x".join(map(str, r.get("resolution", [])))
+        lines.append(" | ".join([
+            f"| {r.get('model')}", str(r.get("precision")), label, mode, str(r.get("runtime")),
+            _fmt(r.get("median_s"), 2), _fmt(r.get("min_s"), 2), _fmt(r.get("peak_rss_mb"), 0), note]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    """``python -m benchmarks.report RESULT.json [--plot OUT.png] [--full]``: re-render a result file."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
+                                     description="Print a benchmark JSON as markdown (compact by default).")
+    parser.add_argument("json", help="a file written by python -m benchmarks.run --json")
+    parser.add_argument("--full", action="store_true", help="every column, as --markdown writes")
+    parser.add_argument("--plot", metavar="OUT.png", help="also redraw the plot")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.json) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.json}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(markdown(result) if args.full else compact_markdown(result))
+    if args.plot:
+        plot(result.get("records", []), args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

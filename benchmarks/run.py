@@ -309,13 +309,17 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
         from benchmarks import tiled as tiling
 
     def model_file(choice, precision):
-        """One export per model and precision, traced at the smallest frame, resized by the workers."""
+        """One export per model and precision, traced at the smallest frame and resized by the
+        workers; a model whose fixed-shape graph cannot be resized is exported with free sizes."""
         key = (choice, precision)
         if key not in exported:
             mult = get_spec(choice.name).size_multiple
             h, w = resolutions[0][1]
             trace_hw = (round_up(h // 2, mult), round_up(w // 2, mult))
-            exported[key] = bm.export(choice, precision, workdir / f"{choice.label}_{precision}.tflite", trace_hw)
+            path = bm.export(choice, precision, workdir / f"{choice.label}_{precision}.tflite", trace_hw)
+            if len(resolutions) > 1 and not bm.resizable(path, trace_hw, mult):
+                path = bm.export(choice, precision, path, trace_hw, dynamic=True)
+            exported[key] = path
         return exported[key]
 
     for label, hw in resolutions:
@@ -465,8 +469,8 @@ def run_adb(args, harness: Harness, choices, resolutions, precisions, progress):
                     "median_s": _us(parsed["median_us"] if parsed["median_us"] is not None else parsed["avg_us"]),
                     "mean_s": _us(parsed["avg_us"]), "p90_s": None,
                     "peak_rss_mb": parsed["peak_mb"] if parsed["peak_mb"] is not None else parsed["overall_mb"],
-                    "macs": file_macs(path), "adb": {k: v for k, v in parsed.items()
-                                                     if k not in ("command", "status", "message")},
+                    "macs": file_macs(path), "fully_delegated": parsed["fully_delegated"],
+                    "adb": {k: v for k, v in parsed.items() if k not in ("command", "status", "message")},
                 }
                 harness.add(base, result)
                 progress.update(1)
@@ -494,7 +498,6 @@ def _main(args, argv) -> int:
     from tqdm import tqdm
 
     from benchmarks import models as bm
-    from benchmarks import report
     from benchmarks.worker import RUNTIMES
 
     if args.threads < 1 or args.runs < 1 or args.warmup < 0:

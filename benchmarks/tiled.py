@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 

@@ -283,6 +283,46 @@ class ExportResult:
         return len(self.tflite)
 
 
+def export_sizes(spec, input_size, tile: Optional[int] = None):
+    """``(output (H, W), packed input (h, w))`` of a frame export, or of an N x N tile export."""
+    if tile is None:
+        frame_hw = parse_frame_size(input_size)
+        return frame_hw, model_input_hw(spec, frame_hw)
+    if int(tile) != tile or tile < 2:
+        raise ExportError(f"--tile {tile}: a tile side must be an integer of at least 2 output pixels")
+    frame_hw = (int(tile), int(tile))
+    return frame_hw, model_input_hw(spec, frame_hw, what="tile")
+
+
+def run_parity(concrete, tflite: bytes, x, used: str, precision: str, qat: bool = False,
+               reference=None) -> dict:
+    """Keras (``concrete``) vs ``tflite`` on ``x``; FP32 must be within ``FP32_TOLERANCE``.
+
+    ``reference``: another float model's concrete function (e.g. the weights a
+    QAT run started from), reported as ``vs_reference_weights``.
+    """
+    from isp_tf.export.parity import FP32_TOLERANCE, compare, run_tflite
+
+    keras_out = concrete(_tf_constant(x))
+    if isinstance(keras_out, (list, tuple, dict)):
+        raise ExportError("the model must have exactly one output to export")
+    candidate = run_tflite(tflite, x)
+    result = compare(keras_out.numpy(), candidate, used)
+    info = result.to_dict()
+    if qat:
+        info["reference"] = "the QAT Keras model (fake quantisation), same weights, same input"
+    if reference is not None:
+        vs = compare(reference(_tf_constant(x)).numpy(), candidate, used).to_dict()
+        vs["reference"] = "Keras float32 model of --reference-weights"
+        info["vs_reference_weights"] = vs
+    if precision == "fp32":
+        info["tolerance"] = FP32_TOLERANCE
+        if result.max_abs_error > FP32_TOLERANCE:
+            raise ExportError(f"FP32 parity failed on {used}: max abs error {result.max_abs_error:.3g} "
+                              f"> {FP32_TOLERANCE}")
+    return info
+
+
 def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullhd",
                   tile: Optional[int] = None, weights: Optional[str] = None, small: bool = False,
                   config: Optional[dict] = None, keras_model=None, reference_weights: Optional[str] = None,
@@ -303,22 +343,14 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     ``allow_cpu_fallback`` is false (nothing is written then).
     """
     from isp_tf.export import nnapi as nnapi_mod
-    from isp_tf.export.parity import FP32_TOLERANCE, compare, load_parity_input, run_tflite
+    from isp_tf.export.parity import load_parity_input
     from isp_tf.export.rewrites import (align_mean_quantization, fold_requantize, rewrite_for_nnapi,
                                         shorten_tensor_names)
     from isp_tf.models import get_spec
 
     io = resolve_io(precision, io)
     spec = get_spec(model)
-    if tile is not None:
-        tile = int(tile)
-        if tile < 2:
-            raise ExportError(f"--tile {tile}: a tile side must be at least 2 output pixels")
-        frame_hw = (tile, tile)
-        input_hw = model_input_hw(spec, frame_hw, what="tile")
-    else:
-        frame_hw = parse_frame_size(input_size)
-        input_hw = model_input_hw(spec, frame_hw)
+    frame_hw, input_hw = export_sizes(spec, input_size, tile)
     if out is not None and not str(out).endswith(".tflite"):
         raise ExportError(f"--out {out}: the file name must end in .tflite")
 
@@ -355,24 +387,11 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
 
     parity_info = None
     if parity:
-        keras_out = concrete(tf_constant(x))
-        if isinstance(keras_out, (list, tuple, dict)):
-            raise ExportError(f"{spec.name}: the model must have exactly one output to export")
-        reference = keras_out.numpy()
-        candidate = run_tflite(tflite, x)
-        result = compare(reference, candidate, used)
-        parity_info = result.to_dict()
+        reference = None
         if reference_weights is not None:
-            ref_model = load_export_model(spec.name, weights=reference_weights).model
-            ref_out = fixed_function(ref_model, input_hw)(tf_constant(x)).numpy()
-            vs = compare(ref_out, candidate, used).to_dict()
-            vs["reference"] = f"Keras float32 model of {reference_weights}"
-            parity_info["vs_reference_weights"] = vs
-        if precision == "fp32":
-            parity_info["tolerance"] = FP32_TOLERANCE
-            if result.max_abs_error > FP32_TOLERANCE:
-                raise ExportError(f"FP32 parity failed on {used}: max abs error {result.max_abs_error:.3g} "
-                                  f"> {FP32_TOLERANCE}")
+            reference = fixed_function(load_export_model(spec.name, weights=reference_weights).model,
+                                       input_hw)
+        parity_info = run_parity(concrete, tflite, x, used, precision, loaded.qat, reference)
 
     tile_info = _tile_info(spec, loaded, tile, input_hw) if tile is not None else None
     metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile_info,
@@ -391,7 +410,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     return ExportResult(tflite_path, json_path, tflite, metadata, report)
 
 
-def tf_constant(x):
+def _tf_constant(x):
     from isp_tf._keras import tf
     return tf.constant(x)
 
@@ -489,5 +508,6 @@ def _sha256(path) -> str:
 
 
 __all__ = ["DEFAULT_CALIBRATION", "ExportResult", "FRAME_SIZES", "IO_TYPES", "LoadedModel", "PRECISIONS",
-           "build_metadata", "calibration_frames", "convert_function", "export_tflite", "fixed_function",
-           "load_export_model", "model_input_hw", "parse_frame_size", "resolve_io"]
+           "build_metadata", "calibration_frames", "convert_function", "export_sizes", "export_tflite",
+           "fixed_function", "load_export_model", "model_input_hw", "parse_frame_size", "resolve_io",
+           "run_parity"]

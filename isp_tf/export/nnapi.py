@@ -127,6 +127,8 @@ class NNAPIReport:
                 rows.append((str(op.index) if j == 0 else "", op.name if j == 0 else "",
                              str(op.version) if j == 0 else "", "CPU" if j == 0 else "",
                              f.rule, f.message))
+        for f in by_op.get(-1, []):  # model-level findings (control flow)
+            rows.append(("-", f.op, "", "CPU", f.rule, f.message))
         widths = [max(len(r[c]) for r in rows) for c in range(5)]
         lines = ["  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5] for r in rows]
         lines.insert(1, "-" * min(120, sum(widths) + 10 + max(len(r[5]) for r in rows)))

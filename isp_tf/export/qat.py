@@ -21,6 +21,12 @@ ours, registered in ``quantize_scope`` under their class names:
   a representative dataset), which is where we differ from a fully simulated
   QAT graph -- tfmot cannot reach inside a custom layer.
 
+oneDNN: training a QAT model whose strided 1x1 convolution gets a fake-quant
+kernel (MicroISP's attention) segfaults inside TensorFlow 2.21's oneDNN
+kernels.  Set ``TF_ENABLE_ONEDNN_OPTS=0`` before TensorFlow is imported for QAT
+*training*; :func:`quantize_model` warns when it is not set.  Inference and
+conversion of QAT models are unaffected.
+
 Saving and loading: :func:`save_qat_weights` writes an ordinary isp_tf
 weights file (:mod:`isp_tf.models.weights`, tagged with the model name and
 config) with one more attribute, ``isp_tf_qat``; :func:`load_qat_model`
@@ -31,6 +37,8 @@ exports them as int8.  (Per STACK.md: never ``.keras`` files for QAT models.)
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import Dict, Tuple
 
 from isp_tf._keras import keras, tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tfmot)
@@ -161,6 +169,11 @@ def quantize_model(model):
     """
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_mod)
+
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") != "0":
+        warnings.warn("training a quantize_model() model can segfault in oneDNN (strided 1x1 "
+                      "convolutions): set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported "
+                      "for QAT training", RuntimeWarning, stacklevel=2)
 
     registry = registry_mod.Default8BitQuantizeRegistry()
     configs = _layer_configs()

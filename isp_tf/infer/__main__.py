@@ -7,6 +7,8 @@ some of several inputs failed (the others are still written).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
@@ -18,6 +20,8 @@ examples:
   python -m isp_tf.infer photo.dng --out out/ --bits 16 --tile 2048
   python -m isp_tf.infer photo.cr2 --out out/ --model pynet --weights pynet_level0.weights.h5
   python -m isp_tf.infer photo.nef --out out/ --renderer classical
+  python -m isp_tf.infer dump.raw --out out/ --bayer-shape 512x768 --cfa RGGB \
+      --black 600 --white 15520 --wb 1.95,1,1.34
 
 Tiled output equals whole-frame output (see isp_tf/infer/tiling.py): tiles
 overlap by the model's receptive field and whole-image statistics (MicroISP's
@@ -61,7 +65,63 @@ def build_parser() -> argparse.ArgumentParser:
                         "the whole frame at once")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group(
+        "headerless Bayer dumps", "with --bayer-shape, every INPUT is read as a bare mosaic "
+        "(raw uint16 dump, or a single-channel Bayer PNG/TIFF) with the metadata given here")
+    g.add_argument("--bayer-shape", type=_shape, metavar="ROWSxCOLS", help="mosaic size, e.g. 512x768")
+    g.add_argument("--cfa", default="RGGB", type=str.upper, choices=("RGGB", "GRBG", "GBRG", "BGGR"),
+                   help="colour pattern of the top-left 2x2 block (default RGGB)")
+    g.add_argument("--black", type=float, default=0.0, help="black level (default 0)")
+    g.add_argument("--white", type=float, default=None, help="white level (default: 2^16 - 1)")
+    g.add_argument("--wb", type=_floats, default=None, metavar="R,G,B",
+                   help="white-balance gains (classical renderer; default 1,1,1)")
+    g.add_argument("--dtype", default="<u2", help="numpy dtype of a dump (default <u2: uint16 LE)")
     return p
+
+
+def _shape(value: str):
+    try:
+        rows, cols = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS, got {value!r}") from None
+    return rows, cols
+
+
+def _floats(value: str):
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def _bayer_kwargs(args):
+    if args.bayer_shape is None:
+        return None
+    return {"shape": args.bayer_shape, "cfa_pattern": args.cfa, "black_level": [args.black],
+            "white_level": 65535.0 if args.white is None else args.white,
+            "wb_gains": args.wb, "dtype": args.dtype}
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Hide what TensorFlow's C++ side prints while it loads (oneDNN and CUDA
+    notices logged before absl is initialised ignore TF_CPP_MIN_LOG_LEVEL)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load_tensorflow():
+    with _stderr_silenced():
+        from isp_tf._keras import tf
+
+        tf.config.list_physical_devices()  # device discovery logs too
 
 
 def _output_tile(tile, renderer):
@@ -90,6 +150,7 @@ def main(argv=None) -> int:
                 raise InputShapeError("--renderer classical uses no network: drop --model/--weights")
             renderer = ClassicalRenderer()
         else:
+            _load_tensorflow()
             renderer = NetworkRenderer(args.model, args.weights)
     except IspTfError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -104,7 +165,8 @@ def main(argv=None) -> int:
         files.set_postfix_str(path.name)
         start = time.time()
         try:
-            render_file(path, out, renderer, bits=args.bits, tile=tile, bar=tiles)
+            render_file(path, out, renderer, bits=args.bits, tile=tile, bar=tiles,
+                        bayer=_bayer_kwargs(args))
         except IspTfError as e:
             failed += 1
             message = str(e) if str(path) in str(e) else f"{path}: {e}"

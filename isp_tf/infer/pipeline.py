@@ -171,17 +171,22 @@ class NetworkRenderer:
 
 
 def render_file(path, out_path, renderer, *, bits: int = 8, tile="auto",
-                bar=None) -> pathlib.Path:
+                bar=None, bayer: Optional[dict] = None) -> pathlib.Path:
     """Read RAW ``path``, render it, orient it for display and write an 8/16-bit PNG.
 
-    ``bar``: an optional tqdm bar, reset to the number of model runs and
-    advanced after each.
+    Args:
+      bar: an optional tqdm bar, reset to the number of model runs and advanced
+        after each.
+      bayer: for headerless dumps and single-channel Bayer PNG/TIFFs: the
+        keyword arguments of :func:`isp_tf.raw.read_bayer_array` (``shape``,
+        ``cfa_pattern``, ``black_level``, ``white_level``...); ``None`` reads
+        ``path`` with :func:`isp_tf.raw.read_raw`.
     """
-    from isp_tf.raw import apply_orientation, read_raw
+    from isp_tf.raw import apply_orientation, read_bayer_array, read_raw
 
     if bits not in (8, 16):
         raise InputShapeError(f"PNG bit depth must be 8 or 16, got {bits}")
-    raw = read_raw(path)
+    raw = read_raw(path) if bayer is None else read_bayer_array(path, **bayer)
     if bar is not None:
         bar.reset(total=renderer.steps(raw, tile))
     rgb = renderer(raw, tile=tile, progress=bar.update if bar is not None else None)

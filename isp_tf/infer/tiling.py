@@ -62,10 +62,14 @@ neighbours see reflected rather than zero-padded borders, so it is not the
 the picture differs from a model that accepted any size.
 
 **Memory** is bounded by the tile: ``(core + 2 * halo)^2`` input pixels times
-the model's activation bytes per pixel (estimated from the traced graph, the
-sum of all activations: an upper bound), plus the frame's input and output
-arrays.  ``tile="auto"`` picks the largest core whose tile fits in 40 % of the
-available memory (``psutil``).
+the model's peak activation bytes per pixel (estimated from the traced graph:
+the image tensors alive at once when ops run in order and free their inputs
+after the last use, doubled for concurrency), plus the frame's input and
+output arrays.  ``tile="auto"`` runs the whole frame when that fits in 40 % of
+the available memory (``psutil``), else the largest core whose tile fits.
+Tiling costs time: every tile runs ``passes`` times and recomputes its halo
+(MicroISP at FullHD: 2.7 s whole, about 5x that in 6 tiles), so whole-frame
+is preferred whenever it fits.
 
 Exactness also assumes every op is translation-equivariant (no coordinate
 channels) and that the model runs in inference mode.
@@ -85,7 +89,7 @@ from isp_tf.layers.global_stats import GlobalStatsLayer, tiling_mode
 
 __all__ = [
     "Footprint", "Tile", "TiledRunner", "TilingError", "analyze", "auto_core",
-    "copy_weights", "global_layers", "plan_tiles",
+    "copy_weights", "global_layers", "memory_budget", "plan_tiles",
 ]
 
 
@@ -146,7 +150,8 @@ class Footprint:
       core_step: core boundaries are multiples of this (see the module docstring).
       output_scale: output pixels per input pixel (2 for packed Bayer -> RGB).
       groups: global-statistics layers grouped by dependency depth, in pass order.
-      bytes_per_pixel: activation bytes per input pixel (sum over the graph).
+      bytes_per_pixel: peak activation bytes per input pixel (estimated from the
+        graph: tensors alive at once, times 2).
       size_multiple: the spec's size multiple the frame is padded to.
       min_side: the smallest frame side (input px) the model takes: its total
         stride, or one pooling window of a global layer (MicroISP: 79).
@@ -319,6 +324,27 @@ def _scope_layer(op, index: Dict[str, int]) -> Optional[int]:
     return found
 
 
+def _peak_live_bytes(graph, states) -> int:
+    """Largest total size of image tensors alive at once when the ops run in
+    graph order, each tensor freed after its last consumer (what TensorFlow's
+    executor does); doubled, since independent branches may run concurrently."""
+    ops = graph.get_operations()
+    last_use = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            last_use[t.ref()] = i
+    live, peak, free_at = 0, 0, {}
+    for i, op in enumerate(ops):
+        for t in op.outputs:
+            if isinstance(states.get(t.ref()), _Spatial):
+                size = (t.shape.num_elements() or 0) * t.dtype.size
+                live += size
+                free_at.setdefault(last_use.get(t.ref(), i), []).append(size)
+        peak = max(peak, live)
+        live -= sum(free_at.pop(i, []))
+    return 2 * peak
+
+
 def analyze(model, size_multiple: int = 1) -> Footprint:
     """Receptive field, strides, alignment and statistics groups of ``model``.
 
@@ -417,8 +443,7 @@ def analyze(model, size_multiple: int = 1) -> Footprint:
     radius = final.radius
     halo_step = _lcm(stride, size_multiple)
     halo = int(math.ceil(radius / halo_step)) * halo_step
-    nbytes = sum((t.shape.num_elements() or 0) * t.dtype.size for op in graph.get_operations()
-                 for t in op.outputs if isinstance(states.get(t.ref()), _Spatial))
+    nbytes = _peak_live_bytes(graph, states)
     return Footprint(
         halo=halo, radius=float(radius), stride=stride, core_step=core_step,
         output_scale=int(scale), groups=tuple(tuple(groups[d]) for d in sorted(groups)),
@@ -463,13 +488,17 @@ def plan_tiles(height: int, width: int, core: int, footprint: Footprint) -> List
             for y0, y1, cy0, cy1 in rows for x0, x1, cx0, cx1 in cols]
 
 
+def memory_budget() -> float:
+    """Bytes ``tile="auto"`` may spend on activations: 40 % of available memory."""
+    import psutil
+
+    return 0.4 * psutil.virtual_memory().available
+
+
 def auto_core(footprint: Footprint, budget_bytes: Optional[float] = None) -> int:
     """The largest core (input px, a multiple of ``core_step``) whose tile's
-    activations fit in ``budget_bytes`` (default: 40 % of available memory)."""
-    if budget_bytes is None:
-        import psutil
-
-        budget_bytes = 0.4 * psutil.virtual_memory().available
+    activations fit in ``budget_bytes`` (default :func:`memory_budget`)."""
+    budget_bytes = memory_budget() if budget_bytes is None else budget_bytes
     side = math.sqrt(max(budget_bytes, 0) / max(footprint.bytes_per_pixel, 1e-9))
     core = int(side) - 2 * footprint.halo
     return max(footprint.core_step, core // footprint.core_step * footprint.core_step)
@@ -588,11 +617,14 @@ class TiledRunner:
         self._check(height, width)
         mult = self.size_multiple
         h, w = -(-height // mult) * mult, -(-width // mult) * mult
+        whole = [Tile((0, 0, h, w), (0, 0, h, w))]
+        if tile == "auto" and h * w * self.footprint.bytes_per_pixel <= memory_budget():
+            return whole  # fits: tiling would only cost time
         core = self.core_for(tile)
         if core is None:
-            return [Tile((0, 0, h, w), (0, 0, h, w))]
+            return whole
         tiles = plan_tiles(h, w, core, self.footprint)
-        return tiles if len(tiles) > 1 else [Tile((0, 0, h, w), (0, 0, h, w))]
+        return tiles if len(tiles) > 1 else whole
 
     def steps(self, height: int, width: int, tile) -> int:
         """Model runs ``__call__`` will make (for progress bars)."""

@@ -9,23 +9,35 @@ and change the picture.  Every such layer derives from
   over the whole frame is the only whole-image quantity the layer needs
   (instance norm: ``[x, x*x]``; pooled attention: the strided conv chain).
   It must commute with cropping at multiples of ``alignment`` input pixels:
-  each output position sees one whole ``alignment`` x ``alignment`` block
-  (VALID convolutions whose strides multiply to ``alignment``), and a trailing
-  partial block at the frame's bottom or right contributes nothing.
+  each output position sees one ``alignment`` x ``alignment`` block (VALID
+  convolutions whose strides multiply to ``alignment``; ``alignment = 1``
+  means it keeps the grid).  Its dtype is the dtype of the sums (InstanceNorm
+  uses float64 for its one-pass variance).
 * ``apply(x, pooled)``: the layer's output given ``pooled`` (B, K).  It must be
   position-wise (or at least local: its own convolutions are seen by the
   tiler's receptive-field analysis like any other op).
+* ``min_side`` (optional class attribute): the smallest input side for which
+  ``positionwise`` yields a position (MicroISP's attention: 79 of its 81); found
+  by tracing when left ``None``.  A crop smaller than that contributes nothing,
+  as the frame's trailing partial block does on the whole frame.
 
 Normal models (``tiling`` off, the default) compute ``pooled`` as the spatial
-mean and export to plain TFLite ops.  Built inside :func:`tiling_mode`, each
-layer gets a few non-trainable variables (:attr:`GlobalStatsLayer.TILING_VARIABLES`)
-so a tiler (:mod:`isp_tf.infer.tiling`) can
+mean and export to plain TFLite ops; a subclass may override ``call`` for that
+case (InstanceNorm uses two passes there) as long as its whole-image
+statistics stay spatial reductions inside the layer's name scope: the tiler
+finds the layers' dependencies from those reductions in the traced graph.
+
+Built inside :func:`tiling_mode`, each layer gets a few non-trainable variables
+(:attr:`GlobalStatsLayer.TILING_VARIABLES`) so a tiler
+(:mod:`isp_tf.infer.tiling`) can, one image at a time (batch 1),
 
 1. set ``core_box`` / ``input_hw`` (tile's own region and size, in model-input
    pixels, relative to the tile) and read back ``terms`` (sum of
    ``positionwise`` over the core) and ``count`` after each tile: summing over
    tiles gives the whole-frame mean;
-2. set ``given`` and ``use_given = 1`` so every tile uses the whole-frame value.
+2. set ``given`` and ``use_given = 1`` so every tile uses the whole-frame value
+   (with ``use_given = 0`` the layer uses its own tile's mean: on a whole frame
+   that is the normal layer).
 
 Layers are fixed in dependency order, one statistics pass per depth, then a
 final pass writes the output; the result equals whole-frame inference.

@@ -4,7 +4,6 @@ import os
 import pathlib
 import stat
 import sys
-import textwrap
 
 import pytest
 

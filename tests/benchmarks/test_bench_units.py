@@ -200,3 +200,16 @@ def test_expose_global_stats_refuses_other_spatial_reductions():
             code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SUM
     with pytest.raises(IspTfError, match="SUM over spatial axes"):
         tiled.expose_global_stats(write_tflite(model))
+
+
+def test_compact_markdown_and_report_command(tmp_path, capsys):
+    text = report.compact_markdown({"records": RECORDS})
+    assert len(text.strip().splitlines()) == 2 + len(RECORDS)
+    assert "exact vs whole" in text and "out_of_memory: stopped: RSS reached 900 MB" in text
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"records": RECORDS}))
+    assert report.main([str(path), "--plot", str(tmp_path / "p.png")]) == 0
+    assert "| microisp | fp32 |" in capsys.readouterr().out
+    assert (tmp_path / "p.png").exists()
+    assert report.main([str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err

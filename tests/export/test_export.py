@@ -189,6 +189,22 @@ def test_too_small_for_microisp_attention():
         export_tflite("microisp", None, input_size="64x64", small=True, parity=False)
 
 
+def test_fp32_parity_failure_is_an_error():
+    from isp_tf._keras import tf
+    from isp_tf.export.convert import convert_function, run_parity
+
+    spec = tf.TensorSpec([1, 4, 4, 4], tf.float32)
+    exact = tf.function(lambda x: x * 0.5, input_signature=[spec]).get_concrete_function()
+    off = tf.function(lambda x: x * 0.5 + 1e-3, input_signature=[spec]).get_concrete_function()
+    tflite = convert_function(exact, "fp32")
+    x = np.random.default_rng(0).random((1, 4, 4, 4), dtype=np.float32)
+    info = run_parity(exact, tflite, x, "x", "fp32")
+    assert info["max_abs_error"] <= 1e-6 and info["tolerance"] == 1e-4
+    with pytest.raises(ExportError, match="FP32 parity failed"):
+        run_parity(off, tflite, x, "x", "fp32")
+    assert run_parity(off, tflite, x, "x", "fp16")["psnr_db"] == pytest.approx(60.0, abs=0.1)
+
+
 def test_weights_of_another_model(tmp_path, pynet_model):
     path = tmp_path / "pynet.weights.h5"
     save_weights(pynet_model, path, "pynet", dict(get_spec("pynet").small_config))

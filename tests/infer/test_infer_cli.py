@@ -154,3 +154,18 @@ def test_folder_input_and_help_runs_without_tensorflow(files, tmp_path):
              "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_headerless_dump_with_metadata_options(raw_samples, tmp_path, capsys):
+    args = [str(raw_samples["nikon_raw"]), "--out", str(tmp_path), "--renderer", "classical",
+            "--cfa", "RGGB", "--black", "600", "--white", "15520", "--wb", "1.949,1,1.344", "--quiet"]
+    assert main(args + ["--bayer-shape", "512x768"]) == 0
+    png = read_png(tmp_path / "nikon_dsc1339_768x512_rggb_u16le_14bit.png")
+    assert png.shape == (512, 768, 3)
+    red, green, blue = png.reshape(-1, 3).mean(axis=0)
+    assert red > green > blue  # a red rose
+    assert main(args + ["--bayer-shape", "500x768"]) == 2  # the file size says otherwise
+    assert capsys.readouterr().err.startswith(f"error: {raw_samples['nikon_raw']}")
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--bayer-shape", "512 by 768"])
+    assert e.value.code == 2

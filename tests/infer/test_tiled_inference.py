@@ -129,6 +129,19 @@ def test_auto_core_fits_the_budget(toy):
     assert auto_core(fp, budget_bytes=1) == fp.core_step  # never below one step
 
 
+def test_auto_runs_the_whole_frame_when_it_fits(toy, frame, monkeypatch):
+    monkeypatch.setattr(tiling, "memory_budget", lambda: 1e12)
+    assert len(toy.plan(101, 75, "auto")) == 1
+    # a budget of 1/2 frame: tiles whose activations fit
+    budget = 104 * 76 * toy.footprint.bytes_per_pixel / 2
+    monkeypatch.setattr(tiling, "memory_budget", lambda: budget)
+    tiles = toy.plan(101, 75, "auto")
+    assert len(tiles) > 1
+    assert all((t.box[2] - t.box[0]) * (t.box[3] - t.box[1]) * toy.footprint.bytes_per_pixel <= budget
+               for t in tiles)
+    assert np.abs(toy(frame, tile="auto") - toy(frame)).max() <= TOL
+
+
 # -- exactness ----------------------------------------------------------------
 @pytest.mark.parametrize("tile", [36, 40, 72, 1])
 def test_toy_tiled_equals_whole(toy, frame, tile):
