@@ -20,7 +20,7 @@ examples:
   python -m isp_tf.infer photo.dng --out out/ --bits 16 --tile 2048
   python -m isp_tf.infer photo.cr2 --out out/ --model pynet --weights pynet_level0.weights.h5
   python -m isp_tf.infer photo.nef --out out/ --renderer classical
-  python -m isp_tf.infer dump.raw --out out/ --bayer-shape 512x768 --cfa RGGB \
+  python -m isp_tf.infer dump.raw --out out/ --bayer-shape 512x768 --cfa RGGB \\
       --black 600 --white 15520 --wb 1.95,1,1.34
 
 Tiled output equals whole-frame output (see isp_tf/infer/tiling.py): tiles
@@ -52,17 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RAW files (any format LibRaw reads: DNG, CR2, NEF, ARW...) or folders of them")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (OUT/<name>.png)")
     p.add_argument("--model", default=None, choices=available_models(),
-                   type=str.lower, help="registry model (default: the one stored in --weights, else microisp)")
+                   type=str.lower,
+                   help="registry model (default: the one stored in --weights, else microisp)")
     p.add_argument("--weights", default=None, metavar="W",
-                   help="weights file written by python -m isp_tf.train (default: the model's shipped "
-                        "weights in isp_tf/weights/)")
+                   help="weights file written by python -m isp_tf.train (RUN_DIR/final.weights.h5; "
+                        "default: the model's shipped weights in isp_tf/weights/)")
     p.add_argument("--renderer", choices=("network", "classical"), default="network",
                    help="'classical': bilinear demosaic + white balance + colour matrix + sRGB curve, "
                         "no network (default: network)")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto|0",
                    help="side of each tile's output region in output pixels, rounded up to the model's "
-                        "alignment (MicroISP: 162); 'auto' (default) picks it from free memory; 0 runs "
-                        "the whole frame at once")
+                        "alignment (MicroISP: 162); 'auto' (default): the whole frame when its activations "
+                        "fit in 40%% of free memory, else the largest tiles that do; 0: always the whole "
+                        "frame. Tiled output equals whole-frame output")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group(
@@ -171,9 +173,13 @@ def main(argv=None) -> int:
             failed += 1
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
             tqdm.write(f"error: {message}", file=sys.stderr)
-        except (MemoryError, RuntimeError, ValueError, OSError) as e:  # not bad input: say so
+        except Exception as e:  # noqa: BLE001  not bad input (out of memory, a bug): say so, go on
+            if os.environ.get("ISP_TF_DEBUG"):
+                raise
             failed += 1
-            tqdm.write(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            tqdm.write(f"error: {path}: {type(e).__name__}: {first_line} "
+                       "(set ISP_TF_DEBUG=1 for the traceback)", file=sys.stderr)
         else:
             if args.quiet:
                 continue

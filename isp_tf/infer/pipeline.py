@@ -106,7 +106,7 @@ class NetworkRenderer:
     """
 
     def __init__(self, model: Optional[str] = None, weights=None):
-        from isp_tf.infer.tiling import TiledRunner
+        from isp_tf.infer.tiling import TiledRunner, TilingError
         from isp_tf.models import create_model, get_spec
         from isp_tf.models.weights import load_weights_into, read_header
 
@@ -138,7 +138,10 @@ class NetworkRenderer:
         net = create_model(name, **config)
         load_weights_into(net, weights, name)
         self.name, self.config, self.weights, self.spec = name, config, weights, spec
-        self.runner = TiledRunner(net, spec.size_multiple, rebuild=lambda: create_model(name, **config))
+        try:
+            self.runner = TiledRunner(net, spec.size_multiple, rebuild=lambda: create_model(name, **config))
+        except TilingError as e:
+            raise TilingError(f"{name} {config} ({weights}): {e} (PyNET: use level 0 weights)") from None
         if self.runner.footprint.output_scale != 2:
             raise InputShapeError(
                 f"{name} {config} outputs {self.runner.footprint.output_scale}x its input, not a "

@@ -79,7 +79,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from fractions import Fraction
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -140,7 +140,7 @@ class _Unknown:
 
 @dataclasses.dataclass(frozen=True)
 class Footprint:
-    """What :func:`analyze` learned about a (tiling-variant) model.
+    """What :func:`analyze` learned about a model.
 
     Attributes:
       halo: input pixels a tile needs on each side of its core (a multiple of
@@ -308,7 +308,10 @@ def _trace_size(model, size_multiple: int) -> int:
 
 
 def _is_global_reduction(op) -> bool:
-    """A reduction over the spatial axes (a whole-image statistic)."""
+    """A reduction over the spatial axes (a whole-image statistic), or a branch
+    that may hold one (the tiling variant guards its pooling chains with ``tf.cond``)."""
+    if op.type in ("If", "StatelessIf"):
+        return True
     if op.type not in _REDUCTIONS or len(op.inputs) < 2:
         return False
     axes, rank = _const_value(op.inputs[1]), op.inputs[0].shape.rank

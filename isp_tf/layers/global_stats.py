@@ -176,7 +176,8 @@ class GlobalStatsLayer(keras.layers.Layer):
         # aligns core boxes so that these products are integers
         # (unset boxes, before a tiler has set them, give an empty core)
         size = tf.tile(tf.shape(x)[1:3], [2])
-        ratio = tf.math.divide_no_nan(tf.cast(size, tf.float32), tf.cast(tf.tile(self.input_hw, [2]), tf.float32))
+        tile_size = tf.cast(tf.tile(self.input_hw, [2]), tf.float32)
+        ratio = tf.math.divide_no_nan(tf.cast(size, tf.float32), tile_size)
         box = tf.cast(tf.round(tf.cast(self.core_box, tf.float32) * ratio), tf.int32)
         box = tf.clip_by_value(box, 0, size)
         if self.alignment == 1:  # positionwise keeps the grid: compute it once

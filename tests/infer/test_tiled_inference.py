@@ -94,6 +94,11 @@ def test_microisp_footprint(microisp):
     assert [len(g) for g in fp.groups] == [3, 3, 3, 3]
     assert [sorted(g.name for g in group) for group in fp.groups][0] == \
         ["s1_b_att2", "s1_g_att2", "s1_r_att2"]
+    # the tiling variant (what isp_tf.export analyses) has the same footprint
+    variant = tiling.analyze(microisp.variant)
+    assert (variant.halo, variant.core_step, variant.min_side) == (16, 81, 79)
+    assert [[g.name for g in group] for group in variant.groups] == \
+        [[g.name for g in group] for group in fp.groups]
 
 
 @pytest.mark.parametrize("build", [unknown_pool_model, cropping_model])
