@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "pycocotools==2.0.11",
     "tqdm>=4.66",
+    "pypng==0.20220715.0",
     "tensorboard==2.21.0",
 ]
 

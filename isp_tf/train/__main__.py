@@ -1,4 +1,4 @@
-"""``python -m isp_tf.train``: train a model from its recipe.
+"""python -m isp_tf.train: train a model from its recipe.
 
 Examples::
 
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_specs(specs, flag):
+def _check_specs(specs):
+    """Reject malformed LAYOUT:PATH specs before TensorFlow starts (no TF import)."""
     from isp_tf.data.layouts import parse_spec
 
     for spec in specs or ():
@@ -144,8 +145,8 @@ def main(argv=None, callbacks=()) -> int:
                      if getattr(args, k) not in (None, False)]
             if given:
                 parser.error(f"--resume continues the run as stored in its run.json; drop {', '.join(given)}")
-        _check_specs(args.data, "--data")
-        _check_specs(args.val_data, "--val-data")
+        _check_specs(args.data)
+        _check_specs(args.val_data)
         from isp_tf.train.trainer import make_strategy, read_run, train
 
         strategy = make_strategy(args.strategy)  # before any other TensorFlow work

@@ -1,4 +1,4 @@
-"""``python -m isp_tf.train.evaluate``: held-out PSNR/SSIM of a model next to the classical renderer.
+"""python -m isp_tf.train.evaluate: held-out PSNR/SSIM of a model next to the classical renderer.
 
 Every pair of the given data specs is processed **whole** (no patches): the
 RAW is normalised and packed (:func:`isp_tf.raw.pack_bayer`), the model

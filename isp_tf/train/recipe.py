@@ -16,7 +16,6 @@ import pathlib
 from typing import Any, Dict, Mapping, Optional
 
 from isp_tf.errors import IspTfError
-from isp_tf.losses import LOSS_TERMS
 
 RECIPE_DIR = pathlib.Path(__file__).resolve().parent / "recipes"
 
@@ -122,6 +121,8 @@ class Recipe:
                 keras.initializers.get(self.kernel_initializer)
             except ValueError:
                 raise RecipeError(f"kernel_initializer {self.kernel_initializer!r} is not a Keras initializer") from None
+        from isp_tf.losses import LOSS_TERMS  # imports TensorFlow: only when a recipe is checked
+
         if not self.loss or any(k not in LOSS_TERMS for k in self.loss):
             raise RecipeError(f"loss must map terms out of {', '.join(LOSS_TERMS)} to weights, got {self.loss!r}")
 
