@@ -27,6 +27,10 @@ kernels.  Set ``TF_ENABLE_ONEDNN_OPTS=0`` before TensorFlow is imported for QAT
 *training*; :func:`quantize_model` warns when it is not set.  Inference and
 conversion of QAT models are unaffected.
 
+Ranges: :func:`calibrate_ranges` sets every activation range from the float
+model's activations on real inputs before fine-tuning (tfmot starts them at
+[-6, 6] and moves them slowly); call it right after :func:`quantize_model`.
+
 Saving and loading: :func:`save_qat_weights` writes an ordinary isp_tf
 weights file (:mod:`isp_tf.models.weights`, tagged with the model name and
 config) with one more attribute, ``isp_tf_qat``; :func:`load_qat_model`
@@ -49,7 +53,8 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 _q = tfmot.quantization.keras
 QAT_ATTR = "isp_tf_qat"
 
-__all__ = ["NoOpQuantizeConfig", "OutputQuantizeConfig", "SublayerQuantizeConfig", "custom_objects",
+__all__ = ["NoOpQuantizeConfig", "OutputQuantizeConfig", "SublayerQuantizeConfig", "calibrate_ranges",
+           "custom_objects",
            "is_qat_weights", "load_qat_model", "qat_scope", "quantize_model", "save_qat_weights"]
 
 
@@ -196,6 +201,52 @@ def quantize_model(model):
         annotated = keras.models.clone_model(model, clone_function=annotate)
         annotated.set_weights(model.get_weights())
         return _q.quantize_apply(annotated)
+
+
+_RANGE_VARIABLES = {"post_activation_min": min, "output_min": min,
+                    "post_activation_max": max, "output_max": max}
+
+
+def calibrate_ranges(qat_model, float_model, inputs) -> int:
+    """Start every activation range of a :func:`quantize_model` model from the float
+    model's activations on ``inputs`` (an iterable of input batches).
+
+    tfmot's moving-average quantizers start at [-6, 6] and move with decay
+    0.999, so a short fine-tune trains (and exports) with ranges far too wide:
+    ranges observed on real data first, as post-training quantization does, are
+    what QAT should refine.  Each range is the min/max over all ``inputs``,
+    widened to include 0; one training-mode pass also sets the kernels'
+    (last-value) ranges.  Returns the number of activation ranges set.
+    """
+    import numpy as np
+
+    layers = [layer for layer in float_model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(float_model.inputs, [layer.get_output_at(0) for layer in layers])
+    lo = {layer.name: np.inf for layer in layers}
+    hi = {layer.name: -np.inf for layer in layers}
+    in_lo, in_hi = np.inf, -np.inf
+    for k, x in enumerate(inputs):
+        x = np.asarray(x, np.float32)
+        if k == 0:  # one training-mode pass sets the kernels' last-value ranges
+            qat_model(x, training=True)
+        in_lo, in_hi = min(in_lo, float(x.min())), max(in_hi, float(x.max()))
+        for layer, y in zip(layers, probe(x, training=False)):
+            y = y.numpy()
+            lo[layer.name] = min(lo[layer.name], float(y.min()))
+            hi[layer.name] = max(hi[layer.name], float(y.max()))
+    count = 0
+    for wrapper in qat_model.layers:
+        inner = getattr(wrapper, "layer", None)
+        for variable in wrapper.non_trainable_weights:
+            role = variable.name.split("/")[-1].split(":")[0]
+            if role in _RANGE_VARIABLES and inner is not None and inner.name in lo:
+                pick = lo if role.endswith("_min") else hi
+                variable.assign(_RANGE_VARIABLES[role](0.0, pick[inner.name]))
+                count += 1
+            elif role in ("quantize_layer_min", "quantize_layer_max") and np.isfinite(in_lo):
+                variable.assign(min(0.0, in_lo) if role.endswith("_min") else max(0.0, in_hi))
+                count += 1
+    return count
 
 
 def save_qat_weights(qat_model, path, model_name: str, config: dict):

@@ -413,7 +413,8 @@ def fold_requantize(tflite: bytes) -> Tuple[bytes, int]:
     (convolutions, activations: ops whose output params are free) write in it,
     consuming convolutions get their bias re-scaled, and the QUANTIZE ops go.
     Groups touching an op whose output scale is fixed (LOGISTIC, TANH, graph
-    inputs...) are left alone.  Returns ``(new bytes, number of ops removed)``.
+    inputs...) are left alone; graph outputs may change (the JSON and the
+    interpreter report the file's final output scale).  Returns ``(new bytes, number of ops removed)``.
     The common range is the union of the calibrated ones, so resolution drops
     slightly where ranges differed; nothing clips.
     """
@@ -438,7 +439,7 @@ def fold_requantize(tflite: bytes) -> Tuple[bytes, int]:
     for t in graph.tensors:
         if t.index in groups.parent:
             members.setdefault(groups.find(t.index), []).append(t)
-    graph_io = {t.index for t in graph.inputs + graph.outputs}
+    graph_inputs = {t.index for t in graph.inputs}  # outputs may change: readers use the file's params
     internal = {"CONCATENATION", "QUANTIZE"} | _SAME_SCALE
 
     model, sg = graph.model, graph.model.subgraphs[0]
@@ -450,7 +451,7 @@ def fold_requantize(tflite: bytes) -> Tuple[bytes, int]:
         ok, biases = True, []
         for t in tensors:
             p = producer.get(t.index)
-            if t.index in graph_io or not t.quantized or p is None or \
+            if t.index in graph_inputs or not t.quantized or p is None or \
                     (p.name not in _FREE_OUTPUT and p.name not in internal):
                 ok = False
                 break

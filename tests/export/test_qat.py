@@ -7,7 +7,8 @@ import pytest
 from isp_tf._keras import keras
 from isp_tf.export.convert import export_tflite
 from isp_tf.export.qat import (NoOpQuantizeConfig, OutputQuantizeConfig, SublayerQuantizeConfig,
-                               is_qat_weights, load_qat_model, quantize_model, save_qat_weights)
+                               calibrate_ranges, is_qat_weights, load_qat_model, quantize_model,
+                               save_qat_weights)
 from isp_tf.layers import ChannelAttention, DepthToSpace, InstanceNorm, ScaledTanh, channel_prelu
 from isp_tf.models import create_model
 from isp_tf.models.weights import save_weights
@@ -58,6 +59,30 @@ def test_quantize_model_annotates_isp_tf_layers():
     assert np.abs(y_qat - y_float).max() > 0  # fake quantisation is active
     # ScaledTanh's output is fake-quantised: at most 256 distinct levels per image
     assert len(np.unique(y_qat)) <= 256 < len(np.unique(y_float))
+
+
+def test_calibrate_ranges_starts_qat_from_observed_ranges():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((None, None, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = channel_prelu()(x)
+    model = keras.Model(inp, DepthToSpace(2)(keras.layers.Conv2D(12, 3, padding="same")(x)))
+    qat = quantize_model(model)
+    rng = np.random.default_rng(0)
+    batches = [rng.random((2, 16, 16, 4), dtype=np.float32) for _ in range(3)]
+    x = batches[0]
+    before = np.abs(qat(x, training=False).numpy() - model(x).numpy()).max()
+    assert calibrate_ranges(qat, model, batches) == 2 * 3 + 2  # 3 layers' min/max + the input's
+    ranges = {v.name.split("/")[-1].split(":")[0]: float(v.numpy())
+              for layer in qat.layers for v in layer.non_trainable_weights
+              if layer.name == "quant_" + model.layers[2].name}
+    prelu_out = model.layers[2].get_output_at(0)
+    probe = keras.Model(model.inputs, prelu_out)
+    observed = np.concatenate([probe(b).numpy().ravel() for b in batches])
+    assert ranges["output_min"] == pytest.approx(min(0.0, observed.min()), rel=1e-5)
+    assert ranges["output_max"] == pytest.approx(observed.max(), rel=1e-5)
+    after = np.abs(qat(x, training=False).numpy() - model(x).numpy()).max()
+    assert after < before / 5  # [-6, 6] ranges (and init kernel ranges) were far too coarse
 
 
 def test_unknown_custom_layer_is_named():
