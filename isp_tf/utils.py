@@ -7,6 +7,18 @@ import pathlib
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp, path) -> None:
+    """Give ``tmp`` the permissions of a normally created file, then rename it to ``path``."""
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """Open a temporary file beside ``path``; on success rename it over ``path``.
@@ -24,7 +36,7 @@ def atomic_write(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -41,7 +53,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
