@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Dict, Iterable, List
 
 
@@ -148,7 +149,11 @@ def compact_markdown(result: Dict) -> str:
             mode = f"tiled {r['tile']} ({r.get('tiles', '?')} tiles x {r.get('passes', 1)} passes)"
         note = ""
         if r.get("status") != "ok":
-            note = f"{r.get('status')}: {str(r.get('message', ''))[:70]}".replace("|", "/")
+            message = str(r.get("message", ""))
+            predicted = re.search(r"predicts (\d+) MB, over the limit of (\d+) MB", message)
+            if predicted:
+                message = f"not run: predicted {predicted[1]} MB > {predicted[2]} MB limit"
+            note = f"{r.get('status')}: {message[:90]}".replace("|", "/")
         elif r.get("max_abs_diff_vs_whole") is not None:
             diff = r["max_abs_diff_vs_whole"]
             note = "exact vs whole" if diff <= 1e-5 else f"max diff {diff:.2g} vs whole"
