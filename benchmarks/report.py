@@ -48,7 +48,7 @@ def _cell(record, key, digits):
     if key == "mode" and value == "tiled" and record.get("tiles"):
         return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record.get('passes', 1)} passes)"
     if key == "status" and value not in (None, "ok") and record.get("message"):
-        return f"{value}: {str(record['message'])[:80]}".replace("|", "/")
+        return f"{value}: {' '.join(str(record['message']).split())[:80]}".replace("|", "/")
     if digits == "g" and isinstance(value, (int, float)):
         return f"{value:.3g}"
     if digits is not None and isinstance(value, (int, float)):
@@ -149,9 +149,11 @@ def compact_markdown(result: Dict) -> str:
             mode = f"tiled {r['tile']} ({r.get('tiles', '?')} tiles x {r.get('passes', 1)} passes)"
         note = ""
         if r.get("status") != "ok":
-            message = str(r.get("message", ""))
-            predicted = re.search(r"predicts (\d+) MB, over the limit of (\d+) MB", message)
-            if predicted:
+            message = " ".join(str(r.get("message", "")).split())
+            predicted = re.search(r"predicts (\d+|inf) MB, over the limit of (\d+) MB", message)
+            if predicted and predicted[1] == "inf":
+                message = "not run: a smaller frame already ran out of memory"
+            elif predicted:
                 message = f"not run: predicted {predicted[1]} MB > {predicted[2]} MB limit"
             note = f"{r.get('status')}: {message[:90]}".replace("|", "/")
         elif r.get("max_abs_diff_vs_whole") is not None:

@@ -109,8 +109,9 @@ def run_child(spec: Dict, workdir: pathlib.Path, threads: int, limit_mb: float,
     if code is not None and code < 0:
         sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         status = "out_of_memory" if -code == signal.SIGKILL else "crashed"
+        last = " ".join(tail[-200:].split())
         return {"status": status, "message": f"the benchmark process died of {sig}"
-                + (" (the kernel's OOM killer?)" if status == "out_of_memory" else "") + f"; {tail[-200:]}"}
+                + (" (the kernel's OOM killer?)" if status == "out_of_memory" else "") + f"; log: ...{last}"}
     if "MemoryError" in tail or "std::bad_alloc" in tail:
         return {"status": "out_of_memory", "message": tail[-300:]}
     return {"status": "error", "message": f"exit code {code}: {tail}"}
@@ -281,6 +282,8 @@ class Harness:
         per_px = self.bytes_per_px.get(series)
         if per_px is None:
             return None
+        if per_px == float("inf"):
+            return "not run: a smaller frame of this configuration already ran out of memory"
         estimate = per_px * hw[0] * hw[1] / MB
         if estimate > self.limit_mb:
             return (f"not run: a smaller run of this configuration predicts {estimate:.0f} MB, over the "

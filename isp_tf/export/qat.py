@@ -243,7 +243,8 @@ def calibrate_ranges(qat_model, float_model, inputs) -> int:
                 pick = lo if role.endswith("_min") else hi
                 variable.assign(_RANGE_VARIABLES[role](0.0, pick[inner.name]))
                 count += 1
-            elif role in ("quantize_layer_min", "quantize_layer_max") and np.isfinite(in_lo):
+            elif type(wrapper).__name__ == "QuantizeLayer" and role.endswith(("_min", "_max")) \
+                    and np.isfinite(in_lo):  # the input's range (quantize_layer[_N]_min/max)
                 variable.assign(min(0.0, in_lo) if role.endswith("_min") else max(0.0, in_hi))
                 count += 1
     return count
