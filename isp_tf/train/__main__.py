@@ -23,6 +23,7 @@ missing files, weights of another model...), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
@@ -139,6 +140,8 @@ def _resume_dir(args) -> pathlib.Path:
 def main(argv=None, callbacks=()) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.qat:  # tfmot's fake-quant convolutions crash oneDNN's strided 1x1 kernels
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         if args.resume:
             given = [f"--{k.replace('_', '-')}" for k in _SETTING_FLAGS
@@ -164,6 +167,13 @@ def main(argv=None, callbacks=()) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # a file that fails to decode mid-run surfaces as a TF op error
+        if type(exc).__module__.startswith("tensorflow") and "DatasetError" in str(exc):
+            reason = next((line for line in str(exc).splitlines() if "DatasetError" in line), str(exc))
+            print(f"error: training data: {reason.strip()} (checkpoints kept; fix the file, "
+                  f"then continue with --resume)", file=sys.stderr)
+            return 2
+        raise
     if result.history and not args.quiet:
         last = result.history[-1]
         print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_")))
