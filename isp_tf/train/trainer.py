@@ -325,9 +325,14 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
             count = reinitialize_kernels(model, recipe.kernel_initializer, settings.seed)
             init_note = f"{count} kernels drawn from {recipe.kernel_initializer}"
         if settings.qat:
-            from isp_tf.export.qat import quantize_model
+            from isp_tf.export.qat import calibrate_ranges, quantize_model
 
-            model = quantize_model(model)
+            float_model, model = model, quantize_model(model)
+            if not latest:  # start the fake-quant ranges from real activations, not tfmot's [-6, 6]
+                calibration = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
+                                         batch_size=4, seed=settings.seed, cache=False, repeat=False)
+                count = calibrate_ranges(model, float_model, (x for x, _ in calibration.take(8)))
+                init_note = f"{init_note or 'initial weights'}; {count} activation ranges calibrated"
         optimizer = make_optimizer(recipe)
         optimizer.build(model.trainable_variables)
         loss_fn = CompositeLoss(recipe.loss, vgg=settings.vgg)
