@@ -249,6 +249,16 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         return x, rgb_patch
 
     ds = ds.enumerate().map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return batch_and_prefetch(ds, batch_size, repeat, input_context)
+
+
+def batch_and_prefetch(ds, batch_size: int, repeat: bool, input_context=None):
+    """Batch, make the order deterministic, set tf.distribute's sharding, prefetch.
+
+    A pipeline built for one ``input_context`` is already sharded (auto-sharding
+    off); otherwise tf.distribute shards by element (``DATA``), so workers never
+    see the same pair.
+    """
     ds = ds.batch(batch_size, drop_remainder=repeat)
     options = tf.data.Options()
     options.deterministic = True

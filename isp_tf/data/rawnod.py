@@ -40,6 +40,7 @@ import numpy as np
 
 from isp_tf._keras import tf
 from isp_tf.data.layouts import RAW_EXTENSIONS, SPLITS, _missing, orient_raw, parse_spec
+from isp_tf.data.pipeline import batch_and_prefetch
 from isp_tf.errors import DatasetError, IspTfError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -239,10 +240,4 @@ def build_detection_dataset(spec: str, split: str = "train", image_size=(800, 12
         return element
 
     ds = ds.enumerate().map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=repeat)
-    options = tf.data.Options()
-    options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF if input_context is not None
-        else tf.data.experimental.AutoShardPolicy.DATA)
-    return ds.with_options(options).prefetch(AUTOTUNE)
+    return batch_and_prefetch(ds, batch_size, repeat, input_context)
