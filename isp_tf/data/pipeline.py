@@ -209,13 +209,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
     random_crop = training if random_crop is None else bool(random_crop)
 
     examples = collect_examples(spec_list, split, seed)
-    shard_id, num_shards = 0, 1
-    if input_context is not None:
-        shard_id, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    indices = np.arange(len(examples), dtype=np.int64)[shard_id::num_shards]
-    if len(indices) == 0:
-        raise DatasetError(f"{len(examples)} examples cannot feed {num_shards} input pipelines")
+    indices, batch_size = shard_indices(len(examples), batch_size, input_context)
+    shard_id = input_context.input_pipeline_id if input_context is not None else 0
     if validate:
         for i in (indices if validate == "all" else indices[:1]):
             decode_example(examples[int(i)], patch_size)
@@ -250,6 +245,22 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
 
     ds = ds.enumerate().map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)
     return batch_and_prefetch(ds, batch_size, repeat, input_context)
+
+
+def shard_indices(num_examples: int, batch_size: int, input_context=None):
+    """The example indices this input pipeline reads, and its per-replica batch size.
+
+    Without an ``input_context`` every example and the global batch; under
+    tf.distribute, pipeline ``i`` of ``n`` takes every n-th example from ``i``.
+    """
+    shard_id, num_shards = 0, 1
+    if input_context is not None:
+        shard_id, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    indices = np.arange(num_examples, dtype=np.int64)[shard_id::num_shards]
+    if len(indices) == 0:
+        raise DatasetError(f"{num_examples} examples cannot feed {num_shards} input pipelines")
+    return indices, batch_size
 
 
 def batch_and_prefetch(ds, batch_size: int, repeat: bool, input_context=None):

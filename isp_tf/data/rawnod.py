@@ -40,7 +40,7 @@ import numpy as np
 
 from isp_tf._keras import tf
 from isp_tf.data.layouts import RAW_EXTENSIONS, SPLITS, _missing, orient_raw, parse_spec
-from isp_tf.data.pipeline import batch_and_prefetch
+from isp_tf.data.pipeline import batch_and_prefetch, shard_indices
 from isp_tf.errors import DatasetError, IspTfError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -200,13 +200,8 @@ def build_detection_dataset(spec: str, split: str = "train", image_size=(800, 12
     augment = training if augment is None else bool(augment)
     repeat = training if repeat is None else bool(repeat)
     examples = find_detection_examples(spec, split)
-    shard_id, num_shards = 0, 1
-    if input_context is not None:
-        shard_id, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    indices = np.arange(len(examples), dtype=np.int64)[shard_id::num_shards]
-    if len(indices) == 0:
-        raise DatasetError(f"{len(examples)} images cannot feed {num_shards} input pipelines")
+    indices, batch_size = shard_indices(len(examples), batch_size, input_context)
+    shard_id = input_context.input_pipeline_id if input_context is not None else 0
     ph, pw = h // 2, w // 2
 
     def decode(index):
