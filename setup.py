@@ -28,8 +28,8 @@ setup(
     version="0.1.0",
     description="Neural camera ISPs in TensorFlow/Keras, exportable to TFLite for Android NNAPI 1.2",
     python_requires=">=3.11",
-    packages=find_packages(include=["isp_tf", "isp_tf.*", "benchmarks", "benchmarks.*"]),
-    package_data={"isp_tf": ["weights/*.h5", "weights/*.json", "train/recipes/*.json"]},
+    packages=find_packages(include=["isp_tf", "isp_tf.*"]),  # benchmarks/ runs from the checkout (python -m benchmarks.run), never installed
+    package_data={"isp_tf": ["models/*/recipe*.json", "models/*/weights/*.h5", "models/*/weights/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
 )

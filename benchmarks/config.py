@@ -1,38 +1,19 @@
-"""Named frame sizes and the parsing of ``--resolutions``."""
+"""The parsing of ``--resolutions``: named frame sizes come from :mod:`isp_tf.runtime.frames`."""
 from __future__ import annotations
 
-import re
 from typing import Tuple
 
-from isp_tf.errors import IspTfError
-
-#: output (sRGB) sizes, height x width, landscape
-RESOLUTIONS = {
-    "fullhd": (1080, 1920),   # 2.1 MP
-    "4k": (2160, 3840),       # 8.3 MP
-    "12mp": (3000, 4000),     # 12 MP, 4:3 (MicroISP's own test size: 1500x2000 packed)
-    "32mp": (4896, 6528),     # 32 MP, 4:3 (e.g. Sony IMX616 / IMX709 sensors)
-}
+from isp_tf.runtime.frames import frame_label, parse_frame_size
 
 
 def parse_resolution(text: str) -> Tuple[str, Tuple[int, int]]:
-    """``"12mp"`` or ``"HxW"`` (output pixels, even) -> (label, (H, W))."""
-    key = str(text).strip().lower()
-    if key in RESOLUTIONS:
-        return key, RESOLUTIONS[key]
-    match = re.fullmatch(r"(\d+)x(\d+)", key)
-    if not match:
-        raise IspTfError(f"unknown resolution {text!r}: use {', '.join(RESOLUTIONS)} or HxW "
-                         "(output pixels, e.g. 1080x1920)")
-    h, w = int(match[1]), int(match[2])
-    if h < 2 or w < 2 or h % 2 or w % 2:
-        raise IspTfError(f"resolution {text!r}: height and width must be even and >= 2 "
-                         "(the model input is the packed Bayer frame, half the size)")
-    return key, (h, w)
+    """``"12mp"`` or ``"HxW"`` (output pixels, even) -> (label, (H, W)).
 
-
-def megapixels(hw) -> float:
-    return hw[0] * hw[1] / 1e6
+    A thin wrapper of :func:`isp_tf.runtime.frames.parse_frame_size` (which
+    raises :class:`~isp_tf.errors.FrameSizeError`) that also gives the label the
+    records and the report use.
+    """
+    return frame_label(text), parse_frame_size(text)
 
 
 def round_up(value: int, multiple: int) -> int:

@@ -13,8 +13,6 @@ every configuration in a fresh child process and measures it twice:
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import resource
 import sys
 import threading
@@ -154,20 +152,3 @@ def blas_thread_env(threads: int) -> Dict[str, str]:
     value = str(int(threads))
     return {name: value for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                      "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence C++ log lines (``INFO: Created TensorFlow Lite XNNPACK delegate``) on fd 2."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # pragma: no cover
-        yield
-        return
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)

@@ -19,26 +19,26 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclasses.dataclass(frozen=True)
 class ModelChoice:
-    """One ``--models`` entry: registry name, small variant or not, weights file."""
+    """One ``--models`` entry: registry name, small preset or not, weights file, spec variant."""
 
     name: str
     small: bool = False
     weights: Optional[str] = None
-    merged: bool = False  # MicroISP only: branches merged into 12-channel convs (benchmarks.merged)
+    variant: Optional[str] = None  # a name in the model's ModelSpec.variants
 
     @property
     def label(self) -> str:
-        return self.name + ("-small" if self.small else "") + ("-merged" if self.merged else "")
+        return self.name + ("-small" if self.small else "") + (f"-{self.variant}" if self.variant else "")
 
 
 def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) -> Tuple[ModelChoice, ...]:
     """``"microisp,pynet:small"`` -> ModelChoices; ``weights``: ``NAME=PATH`` or one bare path.
 
-    Variants after the colon, joined by ``+``: ``small`` (the registry's tiny
-    config) and, for MicroISP, ``merged`` (:mod:`benchmarks.merged`), e.g.
-    ``microisp:merged`` or ``microisp:small+merged``.
+    Options after the colon, joined by ``+``: ``small`` (the registry's tiny
+    preset) and any variant the model's spec declares (``ModelSpec.variants``,
+    e.g. ``microisp:merged`` or ``microisp:small+merged``).
     """
-    from isp_tf.models import available_models
+    from isp_tf.models import available_models, get_spec
 
     names = [t.strip() for t in str(text).split(",") if t.strip()]
     if not names:
@@ -54,21 +54,23 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
             raise IspTfError(f"--weights {item!r}: with several models write NAME=PATH")
     choices = []
     for entry in names:
-        name, _, variant = entry.partition(":")
+        name, _, options = entry.partition(":")
         name = name.lower()
         if name not in available_models():
             raise IspTfError(f"unknown model {name!r}; known models: {', '.join(available_models())}")
-        variants = {v for v in variant.lower().split("+") if v}
-        if variants - {"small", "merged"}:
-            raise IspTfError(f"{entry!r}: unknown variant; use :small, :merged or :small+merged")
-        if "merged" in variants and name != "microisp":
-            raise IspTfError(f"{entry!r}: only microisp has a merged variant")
+        options = {v for v in options.lower().split("+") if v}
+        variants = options - {"small"}
+        known = set(get_spec(name).variants)
+        if variants - known or len(variants) > 1:
+            raise IspTfError(f"{entry!r}: unknown option; use :small"
+                             + "".join(f", :{v} or :small+{v}" for v in sorted(known))
+                             + (f" ({name} has no variants)" if not known else ""))
         path = by_name.get(name)
         if path is not None and not pathlib.Path(path).is_file():
             from isp_tf.errors import MissingFileError
 
             raise MissingFileError(f"{path}: weights file not found (--weights {name}=PATH)")
-        choices.append(ModelChoice(name, small or "small" in variants, path, "merged" in variants))
+        choices.append(ModelChoice(name, small or "small" in options, path, next(iter(variants), None)))
     unknown = set(by_name) - {c.name for c in choices}
     if unknown:
         raise IspTfError(f"--weights names models not in --models: {', '.join(sorted(unknown))}")
@@ -76,46 +78,33 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
 
 
 def build(choice: ModelChoice, input_hw: Optional[Tuple[int, int]] = None, tiling: bool = False):
-    """The Keras model (``tiling=True``: its tiling variant), with weights if given."""
-    from isp_tf.layers.global_stats import tiling_mode
-    from isp_tf.models import create_model
+    """The Keras model (``tiling=True``: its tiling variant), with weights if given, as its variant."""
+    from isp_tf.models import get_spec
+    from isp_tf.models.weights import resolve_model
 
+    spec = get_spec(choice.name)
     config = {}
     if input_hw is not None:
-        config["input_shape"] = (int(input_hw[0]), int(input_hw[1]), 4)
-    with tiling_mode(tiling):
-        model = create_model(choice.name, small=choice.small, **config)
-        if choice.weights:
-            from isp_tf.models.weights import load_weights_into
+        config["input_shape"] = (int(input_hw[0]), int(input_hw[1]), spec.input_channels)
+    if choice.weights:
+        model = resolve_model(choice.name, choice.weights, tiling=tiling).model
+        if config:  # the weights fix the config; rebuild at the asked size
+            from isp_tf.layers.global_stats import tiling_mode
+            from isp_tf.models import create_model
+            from isp_tf.models.weights import load_weights_into, read_header
 
-            load_weights_into(model, choice.weights, expected_name=choice.name)
-        if choice.merged:
-            from benchmarks.merged import merge_branches
+            with tiling_mode(tiling):
+                model = create_model(choice.name, **dict(read_header(choice.weights)[1] or {}, **config))
+            load_weights_into(model, choice.weights, choice.name)
+    else:
+        model = resolve_model(choice.name, small=choice.small, config=config or None, fresh=True,
+                              tiling=tiling).model
+    if choice.variant:
+        from isp_tf.layers.global_stats import tiling_mode
 
-            model = merge_branches(model)
+        with tiling_mode(tiling):
+            model = spec.variant(choice.variant).transform(model)
     return model
-
-
-def _export_merged(choice: ModelChoice, precision: str, path, input_hw, io: str) -> None:
-    """The merged MicroISP through the export module's steps (fixed shape, calibration, MEAN fix)."""
-    from benchmarks.merged import merge_branches
-    from isp_tf.export.convert import (DEFAULT_CALIBRATION, calibration_frames, convert_function,
-                                       fixed_function, load_export_model)
-    from isp_tf.export.rewrites import align_mean_quantization
-    from isp_tf.utils import atomic_write
-
-    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small)
-    model = merge_branches(loaded.model)
-    concrete = fixed_function(model, input_hw)
-    representative = None
-    if precision == "int8":
-        frames = calibration_frames(DEFAULT_CALIBRATION, input_hw, 8, 0, progress=False)
-        representative = lambda: ([f] for f in frames)  # noqa: E731
-    data = convert_function(concrete, precision, io, representative, model)
-    if precision == "int8":
-        data, _ = align_mean_quantization(data)
-    with atomic_write(path) as f:
-        f.write(data)
 
 
 def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_side: int = 256) -> None:
@@ -125,17 +114,19 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
     from isp_tf._keras import tf
     from isp_tf.export.convert import (DEFAULT_CALIBRATION, calibration_frames, convert_function,
                                        load_export_model)
-    from isp_tf.export.rewrites import align_mean_quantization, rewrite_for_nnapi
+    from isp_tf.export.keras_rewrites import rewrite_for_nnapi
+    from isp_tf.export.tflite_passes import align_mean_quantization
     from isp_tf.models import get_spec
     from isp_tf.utils import atomic_write
 
-    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small)
+    spec = get_spec(choice.name)
+    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small, variant=choice.variant)
     model = rewrite_for_nnapi(loaded.model)[0] if not loaded.qat else loaded.model
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec([1, None, None, 4], tf.float32, name="packed_bayer")])
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[
+        tf.TensorSpec([1, None, None, spec.input_channels], tf.float32, name=spec.inputs[0].name)])
     representative = None
     if precision == "int8":
-        side = max(calib_side, get_spec(choice.name).size_multiple)
+        side = max(calib_side, spec.size_multiple)
         frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False)
         representative = lambda: ([f] for f in frames)  # noqa: E731
     data = convert_function(fn.get_concrete_function(), precision, io, representative, model)
@@ -145,7 +136,7 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
         f.write(data)
 
 
-def resizable(path, input_hw, step: int) -> bool:
+def resizable(path, input_hw, step: int, output_scale: int = 2) -> bool:
     """Whether the ``.tflite`` can be planned at another size than ``input_hw`` (+2 ``step``)."""
     from ai_edge_litert import interpreter as litert
 
@@ -154,12 +145,12 @@ def resizable(path, input_hw, step: int) -> bool:
     detail = interpreter.get_input_details()[0]
     h, w = int(input_hw[0]) + 2 * step, int(input_hw[1]) + 2 * step
     try:
-        interpreter.resize_tensor_input(detail["index"], [1, h, w, 4], strict=False)
+        interpreter.resize_tensor_input(detail["index"], [1, h, w, int(detail["shape"][-1])], strict=False)
         interpreter.allocate_tensors()
     except (RuntimeError, ValueError):
         return False
     out = interpreter.get_output_details()[0]["shape"]
-    return tuple(int(d) for d in out[1:3]) == (2 * h, 2 * w)
+    return tuple(int(d) for d in out[1:3]) == (output_scale * h, output_scale * w)
 
 
 def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float32",
@@ -185,10 +176,11 @@ def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float
     if dynamic:
         _export_dynamic(choice, precision, path, io if precision == "int8" else "auto")
         return pathlib.Path(path)
-    if choice.merged:
-        _export_merged(choice, precision, path, (h, w), io)
-        return pathlib.Path(path)
-    export_tflite(choice.name, str(path), precision=precision, input_size=f"{2 * h}x{2 * w}",
+    from isp_tf.models import get_spec
+
+    scale = get_spec(choice.name).output_scale
+    export_tflite(choice.name, str(path), precision=precision, input_size=f"{scale * h}x{scale * w}",
                   weights=choice.weights, small=choice.small, io=io, allow_cpu_fallback=True,
+                  variant=choice.variant,
                   parity=False, progress=False, log=lambda *a, **k: None)
     return pathlib.Path(path)

@@ -44,7 +44,8 @@ from typing import Dict, List, Optional
 from isp_tf.errors import IspTfError
 
 from benchmarks import measure
-from benchmarks.config import RESOLUTIONS, megapixels, parse_resolution, round_up
+from benchmarks.config import parse_resolution, round_up
+from isp_tf.runtime.frames import FRAME_SIZES, megapixels
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MB = measure.MB
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(speed and memory do not depend on the weights)")
     p.add_argument("--precisions", default="fp32,int8", help="comma-separated: fp32, fp16, int8")
     p.add_argument("--resolutions", default="fullhd,12mp,32mp",
-                   help=f"comma-separated output sizes: {', '.join(RESOLUTIONS)} or HxW (e.g. 160x160)")
+                   help=f"comma-separated output sizes: {', '.join(FRAME_SIZES)} or HxW (e.g. 160x160)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for LiteRT and BLAS")
     p.add_argument("--runs", type=int, default=5, help="timed runs per configuration (after warm-up)")
     p.add_argument("--warmup", type=int, default=0,
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-models", default=None, metavar="M1,M2",
                    help="run tiled only for these --models entries (default: all of them)")
     p.add_argument("--tile-budget-mb", type=float, default=300.0,
-                   help="memory budget of one tile's activations for --tile auto (isp_tf.infer.tiling.auto_core)")
+                   help="memory budget of one tile's activations for --tile auto (isp_tf.tiling.planner.auto_core)")
     p.add_argument("--modes", default=None,
                    help="comma-separated whole,tiled (default: whole, plus tiled when --tile is given)")
     p.add_argument("--runtime", default="xnnpack",
@@ -299,6 +300,60 @@ class Harness:
 
 
 # ----------------------------------------------------------------------------
+# tiled runs: the harness's side of isp_tf.tiling
+# ----------------------------------------------------------------------------
+#: more statistics passes than this and tiling is not benchmarked (PyNET: one per instance-norm depth)
+MAX_PASSES = 8
+
+
+class TilingTooCostly(IspTfError):
+    """The model needs so many statistics passes that tiled inference is not worth timing."""
+
+
+def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb: float = 300.0) -> Dict:
+    """What a worker needs to run ``choice`` tiled on a frame of ``model_in_hw`` (packed px).
+
+    Analyses the Keras model's tiling variant (:func:`isp_tf.tiling.analysis.analyze`),
+    writes the tile manifest and pass models of the exported ``.tflite``
+    (:func:`isp_tf.tiling.manifest.write_manifest`, once per export) and picks
+    the core: ``tile="auto"`` (:func:`isp_tf.tiling.planner.auto_core` for tiles
+    whose activations fit ``budget_mb``) or a core side in packed pixels
+    (rounded up to the core step).  The worker plans and runs the tiles with
+    :class:`isp_tf.tiling.tflite_executor.TiledSession`.
+    """
+    import dataclasses
+
+    from benchmarks import models as bm
+    from isp_tf.models import get_spec
+    from isp_tf.tiling.analysis import analyze
+    from isp_tf.tiling.manifest import read_manifest, write_manifest
+    from isp_tf.tiling.planner import auto_core, round_core
+    from isp_tf.tiling.tflite_executor import expose_global_stats
+
+    spec = get_spec(choice.name)
+    footprint = analyze(bm.build(choice, tiling=True), spec.size_multiple)
+    exported_whole = pathlib.Path(exported_whole)
+    manifest_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tiling.json"
+    if not manifest_path.exists():
+        exposed = expose_global_stats(exported_whole.read_bytes())
+        passes = len({s["depth"] for s in exposed[1]}) + 1
+        if passes > MAX_PASSES:
+            raise TilingTooCostly(f"exact tiling needs {passes} passes over the frame (one per depth of "
+                                  f"whole-image statistics); not timed, run it whole")
+        write_manifest(exported_whole, footprint.geometry, manifest_path, core=footprint.core_step,
+                       source={"model": choice.label}, exposed=exposed)
+    manifest = read_manifest(manifest_path)
+    align = int(manifest["geometry"]["align"])
+    h, w = int(model_in_hw[0]), int(model_in_hw[1])
+    if tile == "auto":
+        core = auto_core(dataclasses.replace(footprint, align=align), budget_mb * 2 ** 20, (h, w))
+    else:
+        core = round_core(int(tile), footprint.core_step)
+    return {"manifest": str(manifest_path), "core": core, "halo": footprint.halo, "align": align,
+            "passes": len(manifest["passes"]), "output_scale": footprint.output_scale, "frame_hw": [h, w]}
+
+
+# ----------------------------------------------------------------------------
 # local runs
 # ----------------------------------------------------------------------------
 def run_local(args, harness: Harness, choices, resolutions, precisions, modes, runtimes, progress):
@@ -307,10 +362,6 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
 
     workdir = harness.workdir
     exported: Dict[tuple, pathlib.Path] = {}
-    tiling = None
-    if "tiled" in modes:
-        from benchmarks import tiled as tiling
-
     def model_file(choice, precision):
         """One export per model and precision, traced at the smallest frame and resized by the
         workers; a model whose fixed-shape graph cannot be resized is exported with free sizes."""
@@ -403,11 +454,11 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                 spec["save_output"] = str(whole_out)
                         else:
                             try:
-                                spec["tiling"] = tiling.prepare(choice, precision, model_in, args.tile, workdir,
+                                spec["tiling"] = prepare_tiling(choice, model_in, args.tile, workdir,
                                                                 exported_whole=path,
                                                                 budget_mb=args.tile_budget_mb)
                             except IspTfError as exc:
-                                status = "skipped" if isinstance(exc, tiling.TilingTooCostly) else "error"
+                                status = "skipped" if isinstance(exc, TilingTooCostly) else "error"
                                 harness.add(base, {"status": status, "message": str(exc)})
                                 progress.update(1)
                                 continue
@@ -501,7 +552,7 @@ def _main(args, argv) -> int:
     from tqdm import tqdm
 
     from benchmarks import models as bm
-    from benchmarks.worker import RUNTIMES
+    from isp_tf.runtime.session import RUNTIMES
 
     if args.threads < 1 or args.runs < 1 or args.warmup < 0:
         raise IspTfError("--threads and --runs must be >= 1 and --warmup >= 0")

@@ -13,8 +13,9 @@ Spec kinds (``spec["kind"]``):
     delegate), ``xnnpack-transient`` (LiteRT CompiledModel with XNNPACK's
     transient indirection buffers, flag 0x20: indirection pointers are rebuilt
     at every run instead of kept for the model's lifetime) or ``builtin``
-    (TFLite's own kernels, no delegate).  ``mode``: ``whole`` or ``tiled``
-    (see :mod:`benchmarks.tiled`).
+    (TFLite's own kernels, no delegate): :class:`isp_tf.runtime.session.LiteRtSession`.
+    ``mode``: ``whole`` or ``tiled`` (exact tiled inference from a tile manifest,
+    :class:`isp_tf.tiling.tflite_executor.TiledSession`).
 ``classical``
     :func:`isp_tf.raw.render_classical` on a synthetic RawImage of ``output_hw``.
 ``rawpy``
@@ -40,111 +41,32 @@ import traceback
 import numpy as np
 
 from benchmarks import measure
+from isp_tf.runtime import session as session_mod
+from isp_tf.runtime.metrics import psnr
 
-XNNPACK_FLAG_TRANSIENT_INDIRECTION_BUFFER = 0x20
-RUNTIMES = ("xnnpack", "xnnpack-transient", "builtin")
+# the LiteRT sessions (one small interface over the Interpreter and CompiledModel, int8 boundary
+# included) and the exact tiled session live in the library, which imports no TensorFlow either
+RUNTIMES = session_mod.RUNTIMES
+LiteRtSession = session_mod.LiteRtSession
 
-
-# ----------------------------------------------------------------------------
-# LiteRT sessions: one small interface over the Interpreter and CompiledModel
-# ----------------------------------------------------------------------------
-class LiteRtSession:
-    """A ``.tflite`` model ready to run on (1, h, w, c) float32 frames.
-
-    ``resize(shape)`` re-plans the model for a new input size (no-op when
-    unchanged); ``run(x)`` returns the first output as a numpy array.  INT8
-    models with quantised inputs/outputs get the input quantised and the output
-    dequantised here (the cost counts).
-    """
-
-    def __init__(self, model_path: str, threads: int, runtime: str = "xnnpack"):
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-        self.runtime = runtime
-        self.shape = None
-        from ai_edge_litert import interpreter as litert
-
-        if runtime == "xnnpack-transient":
-            from ai_edge_litert.compiled_model import CompiledModel
-            from ai_edge_litert.cpu_options import CpuOptions
-            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-            from ai_edge_litert.options import Options
-
-            options = Options(HardwareAccelerator.CPU, cpu_options=CpuOptions(
-                num_threads=threads, xnnpack_flags=XNNPACK_FLAG_TRANSIENT_INDIRECTION_BUFFER))
-            with measure.quiet_native_stderr():
-                self.compiled = CompiledModel.from_file(str(model_path), options=options)
-            # a plain interpreter (no delegate, never allocated) only describes the graph
-            self.interpreter = litert.Interpreter(
-                model_path=str(model_path),
-                experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        else:
-            resolver = (litert.OpResolverType.AUTO if runtime == "xnnpack"
-                        else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            with measure.quiet_native_stderr():
-                self.interpreter = litert.Interpreter(
-                    model_path=str(model_path), num_threads=threads,
-                    experimental_op_resolver_type=resolver)
-            self.compiled = None
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    @property
-    def input_dtype(self):
-        return self.input["dtype"]
-
-    def resize(self, shape) -> None:
-        shape = [int(d) for d in shape]
-        if shape == self.shape:
-            return
-        strict = any(int(d) < 0 for d in self.input.get("shape_signature", []))
-        if self.compiled is not None:
-            self.compiled.resize_input_tensor(0, shape, strict=strict)
-            self.in_buffers = self.compiled.create_input_buffers(0)
-            self.out_buffers = self.compiled.create_output_buffers(0)
-        else:
-            self.interpreter.resize_tensor_input(self.input["index"], shape, strict=strict)
-            self.interpreter.allocate_tensors()
-        self.shape = shape
-
-    def _quantize(self, x):
-        scale, zero = self.input.get("quantization", (0.0, 0))
-        if self.input_dtype == np.float32 or not scale:
-            return x.astype(self.input_dtype, copy=False)
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(self.input_dtype)
-
-    def _dequantize(self, y):
-        scale, zero = self.output.get("quantization", (0.0, 0))
-        if y.dtype == np.float32 or not scale:
-            return y.astype(np.float32, copy=False)
-        return (y.astype(np.float32) - zero) * scale
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.resize(x.shape)
-        x = self._quantize(x)
-        if self.compiled is not None:
-            self.in_buffers[0].write(np.ascontiguousarray(x))
-            self.compiled.run_by_index(0, self.in_buffers, self.out_buffers)
-            shape = self.out_buffers[0].get_tensor_details()["shape"]
-            y = self.out_buffers[0].read(int(np.prod(shape)), self.output["dtype"]).reshape(shape)
-        else:
-            self.interpreter.set_tensor(self.input["index"], x)
-            self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])
-        return self._dequantize(y)
 
 # ----------------------------------------------------------------------------
 # kinds
 # ----------------------------------------------------------------------------
-def _psnr(a: np.ndarray, b: np.ndarray, rows: int = 256) -> float:
-    """PSNR (peak 1) of two (H, W, C) images, in row blocks to stay small at 32 MP."""
-    total = 0.0
-    for y in range(0, a.shape[0], rows):
-        d = np.clip(a[y:y + rows], 0, 1).astype(np.float64) - np.clip(b[y:y + rows], 0, 1)
-        total += float(np.sum(d * d))
-    mse = total / a.size
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+def tiled_macs(session, height: int, width: int, nonzero: bool = False) -> int:
+    """MACs of one frame of a :class:`~isp_tf.tiling.tflite_executor.TiledSession`: every tile of
+    every pass, each pass with its own pruned model."""
+    from benchmarks.macs import tflite_macs
+
+    total = 0
+    channels = int(session.inputs[session.image_index]["shape"][-1])
+    for model, shapes in session.work(height, width):
+        per_shape = {}
+        for shape in shapes:
+            if shape not in per_shape:
+                per_shape[shape] = tflite_macs(model, [1, shape[0], shape[1], channels], nonzero=nonzero)
+            total += per_shape[shape]
+    return total
 
 
 def run_tflite(spec: dict) -> dict:
@@ -158,15 +80,17 @@ def run_tflite(spec: dict) -> dict:
     result = {}
     with measure.PeakRss() as peak:
         t0 = time.perf_counter()
-        if spec.get("mode", "whole") == "tiled":
-            from benchmarks.tiled import TiledSession
+        tiled = spec.get("mode", "whole") == "tiled"
+        if tiled:
+            from isp_tf.tiling.tflite_executor import TiledSession
 
-            session = TiledSession(spec["tiling"], threads, runtime)
-            run = lambda: session.run(frame)  # noqa: E731
+            tiling = spec["tiling"]
+            session = TiledSession.from_manifest(tiling["manifest"], threads, runtime, core=tiling["core"])
+            session.plan(h, w)
         else:
             session = LiteRtSession(spec["model_path"], threads, runtime)
             session.resize(frame.shape)
-            run = lambda: session.run(frame)  # noqa: E731
+        run = lambda: session(frame)  # noqa: E731
         result["init_s"] = time.perf_counter() - t0
         holder = {}
 
@@ -182,8 +106,8 @@ def run_tflite(spec: dict) -> dict:
                            "it cannot be resized to this frame (export it at this size)")
     result["output_shape"] = list(y.shape)
     result["output_mean"] = float(np.mean(y))
-    if hasattr(session, "macs"):
-        result["macs"], result["macs_nonzero"] = session.macs(), session.macs(nonzero=True)
+    if tiled:
+        result["macs"], result["macs_nonzero"] = tiled_macs(session, h, w), tiled_macs(session, h, w, True)
     else:
         result["macs"] = tflite_macs(spec["model_path"], frame.shape)
         result["macs_nonzero"] = tflite_macs(spec["model_path"], frame.shape, nonzero=True)
@@ -192,11 +116,11 @@ def run_tflite(spec: dict) -> dict:
     if spec.get("compare_to") and os.path.exists(spec["compare_to"]):
         ref = np.load(spec["compare_to"], mmap_mode="r")
         if ref.shape == y[0].shape:
-            psnr = _psnr(y[0], ref)
-            result["psnr_vs_whole_db"] = None if psnr == float("inf") else round(psnr, 2)
+            db = psnr(y[0], ref)
+            result["psnr_vs_whole_db"] = None if db == float("inf") else round(db, 2)
             result["max_abs_diff_vs_whole"] = float(np.max(np.abs(y[0] - ref)))
     for key in ("tiles", "passes", "core", "tile_input"):
-        if hasattr(session, key):
+        if tiled:
             result[key] = getattr(session, key)
     return result
 

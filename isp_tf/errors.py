@@ -1,12 +1,17 @@
 """Exceptions raised by isp_tf.  Every message names the file or value at fault.
 
-Command-line entry points catch :class:`IspTfError` and exit with status 2
-after printing the message (no traceback); anything else is a bug.
+Command-line entry points (:func:`isp_tf.cli.run_command`) catch
+:class:`IspTfError`, print ``error: <message>`` and exit with the error's
+``exit_code`` (2: bad input; 1: an export some op of which would stay on the
+CPU); anything else is a bug.
 """
 
 
 class IspTfError(Exception):
     """Base class of every error isp_tf raises on purpose."""
+
+    #: the exit status of a command that stops with this error
+    exit_code = 2
 
 
 # --- RAW input -------------------------------------------------------------
@@ -68,8 +73,16 @@ class InputShapeError(IspTfError, ValueError):
     """An input the model cannot take (wrong rank, odd size, smaller than one tile...)."""
 
 
+class FrameSizeError(InputShapeError):
+    """A frame size that is not a known name (``fullhd``, ``4k``, ``12mp``, ``32mp``) or even ``HxW``."""
+
+
 class DatasetError(IspTfError, ValueError):
     """A dataset folder does not match the layout it was declared as."""
+
+
+class RuntimeChoiceError(IspTfError, ValueError):
+    """A LiteRT runtime name that is not one of ``isp_tf.runtime.RUNTIMES``."""
 
 
 # --- export ------------------------------------------------------------------
@@ -79,6 +92,8 @@ class ExportError(IspTfError, ValueError):
 
 class NNAPIValidationError(ExportError):
     """An exported .tflite has ops NNAPI 1.2 would not delegate; ``report`` lists them."""
+
+    exit_code = 1
 
     def __init__(self, message, report=None):
         super().__init__(message)

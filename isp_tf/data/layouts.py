@@ -57,11 +57,8 @@ import numpy as np
 
 from isp_tf.errors import DatasetError, IspTfError
 from isp_tf.raw.image import CFA_PATTERNS, Exif, RawImage
+from isp_tf.raw.reader import RAW_EXTENSIONS
 
-#: File extensions read as camera RAW (through rawpy / LibRaw).
-RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf",
-                  ".rw2", ".pef", ".srw", ".raf", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".mos",
-                  ".iiq", ".x3f")
 #: File extensions read as sRGB targets.
 RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 ZURICH_WHITE_LEVEL = 1023.0

@@ -38,12 +38,12 @@ from typing import Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from isp_tf._keras import tf
+from isp_tf.data.batching import AUTOTUNE, batch_and_prefetch, shard_indices
 from isp_tf.data.layouts import META_SIZES, PairExample, decode_example, find_examples, parse_spec
 from isp_tf.errors import DatasetError
 
-AUTOTUNE = tf.data.AUTOTUNE
 #: Input kinds: the model input built from the RGGB patch.
-INPUT_KINDS = ("packed_bayer", "bayer")
+INPUT_KINDS = ("packed_bayer", "bayer", "linear_rgb")
 _RGGB_OFFSETS = tf.constant([[0, 0], [0, 1], [1, 0], [1, 1]], tf.int32)  # CFA_PATTERNS order
 
 
@@ -129,6 +129,76 @@ def pack_rggb(mosaic):
     return x[0] if squeeze else x
 
 
+# --------------------------------------------------------------------------- linear RGB
+def demosaic_bilinear_rggb(mosaic):
+    """Bilinear demosaic of an RGGB mosaic ``(..., H, W)`` -> ``(..., H, W, 3)`` in TensorFlow.
+
+    The same arithmetic, in the same order, as :func:`isp_tf.raw.demosaic_bilinear`
+    with pattern ``RGGB`` (own samples kept; missing green: mean of the 4
+    neighbours; missing red/blue: mean of the 2 horizontal, 2 vertical or 4
+    diagonal neighbours), borders mirrored without repeating the edge pixel
+    (``REFLECT``, which keeps the Bayer phase), so on the same array the two
+    agree to float32 rounding.  H and W must be even and at least 2.
+
+    On a crop of a larger mosaic only the crop is seen: its interior (all but
+    the outermost row and column) equals the demosaic of the whole mosaic
+    cropped; the outermost pixels use mirrored neighbours instead of the
+    pixels beyond the crop.
+    """
+    m = tf.convert_to_tensor(mosaic, tf.float32)
+    rank = m.shape.rank
+    paddings = [[0, 0]] * (rank - 2) + [[1, 1], [1, 1]]
+    p = tf.pad(m, paddings, mode="REFLECT")
+    horiz = p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+    vert = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    diag = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
+    cross = (horiz + vert) * 0.25
+    horiz = horiz * 0.5
+    vert = vert * 0.5
+    diag = diag * 0.25
+    shape = tf.shape(m)
+    odd_row = tf.equal(tf.range(shape[-2]) % 2, 1)[:, None]
+    odd_col = tf.equal(tf.range(shape[-1]) % 2, 1)[None, :]
+    red = tf.logical_and(~odd_row, ~odd_col)
+    green_r = tf.logical_and(~odd_row, odd_col)   # green in a red row
+    green_b = tf.logical_and(odd_row, ~odd_col)   # green in a blue row
+    blue = tf.logical_and(odd_row, odd_col)
+    r = tf.where(red, m, tf.where(green_r, horiz, tf.where(green_b, vert, diag)))
+    g = tf.where(tf.logical_or(green_r, green_b), m, cross)
+    b = tf.where(blue, m, tf.where(green_b, horiz, tf.where(green_r, vert, diag)))
+    return tf.stack([r, g, b], axis=-1)
+
+
+def linear_rgb_from_rggb(mosaic, wb_gains, gamma=None):
+    """The ``linear_rgb`` model input of a normalised RGGB patch ``(..., P, P)``.
+
+    As the linear part of :func:`isp_tf.raw.render_classical`: the camera's
+    white-balance gains ``wb_gains`` (R, G, B; ``(3,)`` or ``(..., 3)``) divided by
+    their smallest multiply the mosaic's sites, the result is clipped to
+    [0, 1] and bilinearly demosaiced (:func:`demosaic_bilinear_rggb`; the
+    black level was already subtracted by the normalisation).  White balance
+    commutes with this demosaic (every plane is interpolated from its own
+    samples only), so applying it to the mosaic first only changes where the
+    highlight clip happens, and makes it the classical renderer's.
+
+    ``gamma``: ``None`` (default: linear, the ``linear_rgb`` port kind) or an
+    exponent ``g``, returning ``x ** (1 / g)`` (the InvISP authors' input; our
+    InvISP applies its gamma inside the model).
+    """
+    m = tf.convert_to_tensor(mosaic, tf.float32)
+    gains = tf.convert_to_tensor(wb_gains, tf.float32)
+    gains = gains / tf.reduce_min(gains, axis=-1, keepdims=True)
+    rows = tf.range(tf.shape(m)[-2]) % 2
+    cols = tf.range(tf.shape(m)[-1]) % 2
+    site = rows[:, None] + cols[None, :]  # RGGB: 0 red, 1 green, 2 blue
+    site_gain = tf.gather(gains, site, axis=-1)  # (..., P, P) for gains (..., 3)
+    x = demosaic_bilinear_rggb(tf.minimum(m * site_gain, 1.0))
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if gamma:
+        x = tf.pow(x, 1.0 / float(gamma))
+    return x
+
+
 # --------------------------------------------------------------------------- build
 def _as_spec_list(specs) -> List[str]:
     if isinstance(specs, str):
@@ -169,7 +239,9 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         decodes every epoch (then ``patches_per_image`` > 1 helps).
       augment: flips/rotations that keep the CFA consistent; default on for ``train``.
       repeat: repeat forever; default on for ``train``.
-      input_kind: ``packed_bayer`` -> ``(B, P/2, P/2, 4)``; ``bayer`` -> ``(B, P, P, 1)`` RGGB mosaic.
+      input_kind: ``packed_bayer`` -> ``(B, P/2, P/2, 4)``; ``bayer`` -> ``(B, P, P, 1)`` RGGB mosaic;
+        ``linear_rgb`` -> ``(B, P, P, 3)`` white-balanced, demosaiced linear camera RGB
+        (:func:`linear_rgb_from_rggb`, with the example's as-shot white balance).
       input_context: a ``tf.distribute.InputContext`` (see :func:`build_distributed_dataset`).
       with_metadata: yield ``({"raw": x, "wb_gains", "cam_to_srgb", "cam_to_xyz", "exif"}, rgb)``;
         ``exif`` is [focal length, f-number, exposure time, ISO], 0 where unknown.
@@ -236,7 +308,10 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         element_seed = tf.random.experimental.stateless_fold_in(base_seed, counter)
         rggb, rgb_patch = crop_and_augment(mosaic, pattern, rgb, element_seed, patch_size=patch_size,
                                            augment=augment, random_crop=random_crop)
-        x = pack_rggb(rggb) if input_kind == "packed_bayer" else rggb[..., None]
+        if input_kind == "linear_rgb":
+            x = linear_rgb_from_rggb(rggb, tf.split(meta, META_SIZES)[0])
+        else:
+            x = pack_rggb(rggb) if input_kind == "packed_bayer" else rggb[..., None]
         if with_metadata:
             parts = tf.split(meta, META_SIZES)
             x = {"raw": x, "wb_gains": parts[0], "cam_to_srgb": tf.reshape(parts[1], [3, 3]),
@@ -245,38 +320,6 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
 
     ds = ds.enumerate().map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)
     return batch_and_prefetch(ds, batch_size, repeat, input_context)
-
-
-def shard_indices(num_examples: int, batch_size: int, input_context=None):
-    """The example indices this input pipeline reads, and its per-replica batch size.
-
-    Without an ``input_context`` every example and the global batch; under
-    tf.distribute, pipeline ``i`` of ``n`` takes every n-th example from ``i``.
-    """
-    shard_id, num_shards = 0, 1
-    if input_context is not None:
-        shard_id, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    indices = np.arange(num_examples, dtype=np.int64)[shard_id::num_shards]
-    if len(indices) == 0:
-        raise DatasetError(f"{num_examples} examples cannot feed {num_shards} input pipelines")
-    return indices, batch_size
-
-
-def batch_and_prefetch(ds, batch_size: int, repeat: bool, input_context=None):
-    """Batch, make the order deterministic, set tf.distribute's sharding, prefetch.
-
-    A pipeline built for one ``input_context`` is already sharded (auto-sharding
-    off); otherwise tf.distribute shards by element (``DATA``), so workers never
-    see the same pair.
-    """
-    ds = ds.batch(batch_size, drop_remainder=repeat)
-    options = tf.data.Options()
-    options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF if input_context is not None
-        else tf.data.experimental.AutoShardPolicy.DATA)
-    return ds.with_options(options).prefetch(AUTOTUNE)
 
 
 def build_distributed_dataset(strategy, specs, batch_size: int = 8, **kwargs):
@@ -292,4 +335,5 @@ def count_examples(specs, split: str = "train", seed: int = 0) -> int:
 
 
 __all__: Iterable[str] = ("build_dataset", "build_distributed_dataset", "crop_and_augment", "pack_rggb",
+                          "demosaic_bilinear_rggb", "linear_rgb_from_rggb",
                           "decode_example", "collect_examples", "count_examples", "INPUT_KINDS")

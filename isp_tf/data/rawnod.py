@@ -40,7 +40,7 @@ import numpy as np
 
 from isp_tf._keras import tf
 from isp_tf.data.layouts import RAW_EXTENSIONS, SPLITS, _missing, orient_raw, parse_spec
-from isp_tf.data.pipeline import batch_and_prefetch, shard_indices
+from isp_tf.data.batching import batch_and_prefetch, shard_indices
 from isp_tf.errors import DatasetError, IspTfError
 
 AUTOTUNE = tf.data.AUTOTUNE

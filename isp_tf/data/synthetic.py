@@ -107,13 +107,13 @@ def camera_matrices(include_raw_samples: bool = False) -> dict:
         import os
         import pathlib
 
-        from isp_tf.raw import read_raw
+        from isp_tf.raw import RAW_EXTENSIONS, read_raw
         from isp_tf.raw.color import xyz_to_cam_from_cam_to_xyz
 
         folder = pathlib.Path(os.environ.get(
             "ISP_TF_RAW_SAMPLES", pathlib.Path(__file__).resolve().parents[3] / "shared" / "raw_samples"))
         for path in sorted(folder.glob("*")):
-            if path.suffix.lower() not in (".dng", ".crw", ".cr2", ".nef", ".arw"):
+            if path.suffix.lower() not in RAW_EXTENSIONS:
                 continue
             raw = read_raw(path)
             table[f"{raw.camera or path.stem} ({path.name})"] = xyz_to_cam_from_cam_to_xyz(

@@ -6,7 +6,7 @@
                            input_size="fullhd")
 
 Steps: build the model (registry + weights file, or a QAT weights file), swap
-layers NNAPI 1.2 would refuse (:func:`isp_tf.export.rewrites.rewrite_for_nnapi`),
+layers NNAPI 1.2 would refuse (:func:`isp_tf.export.keras_rewrites.rewrite_for_nnapi`),
 trace it at a fixed ``(1, h, w, 4)`` input (NNAPI does not delegate open
 dimensions), convert at the asked precision, apply the flatbuffer pass for
 quantized MEAN, validate against the API-29 rules (:mod:`isp_tf.export.nnapi`;
@@ -40,45 +40,24 @@ import hashlib
 import json
 import math
 import pathlib
-import re
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from isp_tf.errors import ExportError, InputShapeError, IspTfError, WeightsMismatchError
+from isp_tf.errors import ExportError, InputShapeError, IspTfError
+from isp_tf.runtime.frames import FRAME_SIZES, parse_frame_size  # noqa: F401 - part of this module's API
 from isp_tf.utils import atomic_write
 
 PRECISIONS = ("fp32", "fp16", "int8")
 IO_TYPES = ("auto", "float32", "uint8", "int8")
-#: named output frames, (height, width)
-FRAME_SIZES: Dict[str, Tuple[int, int]] = {
-    "fullhd": (1080, 1920),
-    "12mp": (3000, 4000),
-    "32mp": (4896, 6528),
-}
 DEFAULT_CALIBRATION = "synthetic:8"
 MAX_CALIBRATION_CROP = 128  # packed pixels per side of one calibration crop
-_WEIGHTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights"
 
 
 # ---------------------------------------------------------------------------
 # sizes
 # ---------------------------------------------------------------------------
-def parse_frame_size(text) -> Tuple[int, int]:
-    """``'fullhd'``, ``'12mp'``, ``'32mp'`` or ``'HxW'`` -> output ``(H, W)``."""
-    key = str(text).strip().lower()
-    if key in FRAME_SIZES:
-        return FRAME_SIZES[key]
-    m = re.fullmatch(r"(\d+)\s*[x,]\s*(\d+)", key)
-    if not m:
-        raise ExportError(f"input size {text!r}: use {', '.join(FRAME_SIZES)} or HxW (e.g. 1080x1920)")
-    h, w = int(m.group(1)), int(m.group(2))
-    if h < 2 or w < 2:
-        raise ExportError(f"input size {text!r}: height and width must be at least 2")
-    return h, w
-
-
 def model_input_hw(spec, frame_hw: Tuple[int, int], what: str = "frame") -> Tuple[int, int]:
     """Packed input ``(h, w)`` for an output ``frame_hw``; :class:`InputShapeError` says why not."""
     H, W = frame_hw
@@ -103,77 +82,60 @@ def model_input_hw(spec, frame_hw: Tuple[int, int], what: str = "frame") -> Tupl
 # ---------------------------------------------------------------------------
 # the model
 # ---------------------------------------------------------------------------
-@dataclasses.dataclass
-class LoadedModel:
-    model: object
-    name: str
-    config: dict
-    weights: Optional[str]
-    qat: bool = False
-
-
 def load_export_model(name: str, weights: Optional[str] = None, small: bool = False,
-                      seed: int = 0, config: Optional[dict] = None) -> LoadedModel:
-    """The model to export: from a weights file (which must belong to ``name``), the
-    spec's shipped default weights, or freshly initialised (``seed``) with the
-    spec's default (or ``small``) config updated by ``config``."""
-    from isp_tf._keras import keras
-    from isp_tf.models import create_model, get_spec
-    from isp_tf.models.weights import load_weights_into, read_header
+                      seed: int = 0, config: Optional[dict] = None, variant: Optional[str] = None,
+                      direction: Optional[str] = None):
+    """The model to export: :func:`isp_tf.models.weights.resolve_model` (a weights file
+    of ``name``, its shipped weights, or freshly initialised with ``seed`` at the
+    ``small`` / ``config`` preset), then the spec's ``direction`` and ``variant``."""
+    from isp_tf.models import get_spec
+    from isp_tf.models.registry import derive_direction
+    from isp_tf.models.weights import resolve_model
 
     spec = get_spec(name)
-    if config and weights is not None:
-        raise ExportError(f"config overrides {config} with --weights {weights}: the weights file "
-                          "fixes the config")
-    if weights is None and not small and not config and spec.default_weights:
-        shipped = _WEIGHTS_DIR / spec.default_weights
-        if shipped.exists():
-            weights = str(shipped)
-    if weights is None:
-        keras.utils.set_random_seed(seed)
-        full = dict(spec.small_config if small else spec.default_config)
-        full.update(config or {})
-        try:
-            model = create_model(name, **full)
-        except (TypeError, ValueError) as exc:
-            raise ExportError(f"{name}: cannot build with config {full}: {exc}") from None
-        return LoadedModel(model, spec.name, full, None)
-
-    file_name, config = read_header(weights)
-    if file_name is not None and file_name != spec.name:
-        raise WeightsMismatchError(f"{weights} holds weights of model {file_name!r}, "
-                                   f"not of {spec.name!r}: pass --model {file_name}")
-    from isp_tf.export.qat import is_qat_weights, load_qat_model
-    if is_qat_weights(weights):
-        model, config = load_qat_model(weights, expected_name=spec.name)
-        return LoadedModel(model, spec.name, config, str(weights), qat=True)
-    if config is None:  # a plain Keras weights file: the config the user asked for
-        config = dict(spec.small_config if small else spec.default_config)
-    model = create_model(spec.name, **config)
-    load_weights_into(model, weights, spec.name)
-    return LoadedModel(model, spec.name, dict(config), str(weights))
+    loaded = resolve_model(spec.name, weights, small=small, config=config, fresh=True, seed=seed)
+    if direction not in (None, "forward"):
+        if loaded.qat:
+            raise ExportError(f"{weights}: QAT weights export the forward direction only")
+        loaded.model = derive_direction(spec, loaded.model, direction)
+    if variant is not None:
+        if loaded.qat:
+            raise ExportError(f"{weights}: variant {variant!r} cannot be applied to QAT weights")
+        loaded.model = spec.variant(variant).transform(loaded.model)
+    return loaded
 
 
 def fixed_function(model, input_hw: Tuple[int, int]):
-    """A ``tf.function`` of ``model`` in inference mode at input ``(1, h, w, 4)``."""
-    from isp_tf._keras import tf
+    """A ``tf.function`` of ``model`` in inference mode at batch 1 and image input ``(h, w)``.
 
-    from isp_tf._keras import keras
+    The first model input is the image (``(1, h, w, C)``); further inputs
+    (per-frame vectors) keep their own static shapes.
+    """
+    from isp_tf._keras import keras, tf
 
     h, w = input_hw
+    specs = []
+    for k, tensor in enumerate(model.inputs):
+        shape = [1, h, w, int(tensor.shape[-1])] if k == 0 else [1] + [int(d) for d in tensor.shape[1:]]
+        name = tensor.name.split(":")[0] if k else (model.input_names[0] if hasattr(model, "input_names")
+                                                    else "image")
+        specs.append(tf.TensorSpec(shape, tf.float32, name=name))
     try:  # a symbolic call first: the model's own shape errors surface unwrapped
-        model(keras.Input(batch_shape=(1, h, w, 4)), training=False)
+        symbolic = [keras.Input(batch_shape=spec.shape) for spec in specs]
+        model(symbolic if len(symbolic) > 1 else symbolic[0], training=False)
     except IspTfError as exc:
-        raise InputShapeError(f"{model.name} cannot take a packed input of {h}x{w}: "
+        raise InputShapeError(f"{model.name} cannot take an input of {h}x{w}: "
                               f"{_own_message(exc)}") from None
     except Exception:  # noqa: BLE001 - some models only trace inside tf.function
         pass
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name="packed_bayer")])
+    if len(specs) == 1:
+        fn = tf.function(lambda x: model(x, training=False), input_signature=specs)
+    else:
+        fn = tf.function(lambda *xs: model(list(xs), training=False), input_signature=specs)
     try:
         return fn.get_concrete_function()
     except Exception as exc:  # tracing wraps the model's own errors (StagingError...)
-        raise InputShapeError(f"{model.name} cannot be traced at a packed input of {h}x{w}: "
+        raise InputShapeError(f"{model.name} cannot be traced at an input of {h}x{w}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
@@ -301,7 +263,8 @@ def run_parity(concrete, tflite: bytes, x, used: str, precision: str, qat: bool 
     ``reference``: another float model's concrete function (e.g. the weights a
     QAT run started from), reported as ``vs_reference_weights``.
     """
-    from isp_tf.export.parity import FP32_TOLERANCE, compare, run_tflite
+    from isp_tf.export.parity import FP32_TOLERANCE, compare
+    from isp_tf.runtime.session import run_tflite
 
     keras_out = concrete(_tf_constant(x))
     if isinstance(keras_out, (list, tuple, dict)):
@@ -329,8 +292,13 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                   io: str = "auto", allow_cpu_fallback: bool = False,
                   calibration_data: Optional[str] = None, calibration_frames_count: int = 8,
                   parity_input: Optional[str] = None, parity: bool = True, seed: int = 0,
-                  api_level: int = 29, progress: bool = True, log=print) -> ExportResult:
+                  api_level: int = 29, progress: bool = True, log=print, variant: Optional[str] = None,
+                  direction: Optional[str] = None) -> ExportResult:
     """Export ``model`` to ``out`` (a ``.tflite`` path, or None to only return the bytes).
+
+    ``direction`` (``ModelSpec.directions``, default ``forward``) and
+    ``variant`` (``ModelSpec.variants``, e.g. MicroISP's ``merged``) pick the
+    graph; both are recorded in the JSON.
 
     ``keras_model``: export this in-memory model (built for ``model`` with
     ``config``) instead of loading one; ``weights`` and ``small`` are then unused.
@@ -344,12 +312,16 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     """
     from isp_tf.export import nnapi as nnapi_mod
     from isp_tf.export.parity import load_parity_input
-    from isp_tf.export.rewrites import (align_mean_quantization, fold_requantize, rewrite_for_nnapi,
-                                        shorten_tensor_names)
+    from isp_tf.export.keras_rewrites import rewrite_for_nnapi
+    from isp_tf.export.tflite_passes import align_mean_quantization, fold_requantize, shorten_tensor_names
     from isp_tf.models import get_spec
+    from isp_tf.models.weights import LoadedModel
 
     io = resolve_io(precision, io)
     spec = get_spec(model)
+    spec.direction(direction)  # an unknown direction fails before anything is built
+    if variant is not None:
+        spec.variant(variant)
     frame_hw, input_hw = export_sizes(spec, input_size, tile)
     if out is not None and not str(out).endswith(".tflite"):
         raise ExportError(f"--out {out}: the file name must end in .tflite")
@@ -359,7 +331,8 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                   for layer in keras_model.layers)
         loaded = LoadedModel(keras_model, spec.name, dict(config or {}), weights, qat=qat)
     else:
-        loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed, config=config)
+        loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed, config=config,
+                                   variant=variant, direction=direction)
     keras_model, swapped = rewrite_for_nnapi(loaded.model) if not loaded.qat else (loaded.model, [])
     if swapped:
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
@@ -393,11 +366,15 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                                        input_hw)
         parity_info = run_parity(concrete, tflite, x, used, precision, loaded.qat, reference)
 
-    tile_info = _tile_info(spec, loaded, tile, input_hw) if tile is not None else None
+    tile_info = (_tile_info(spec, loaded, tile, input_hw, tflite, out, precision)
+                 if tile is not None else None)
     metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile_info,
                               report, parity_info, calib_spec,
                               {"keras_layers": list(swapped), "mean_ops_aligned": len(mean_fixed),
-                               "requantize_ops_folded": requant_removed})
+                               "requantize_ops_folded": requant_removed}, direction=direction)
+    metadata["direction"] = direction or "forward"
+    metadata["variant"] = variant if variant is None else {
+        "name": variant, "nnapi": spec.variant(variant).nnapi, "about": spec.variant(variant).description}
     tflite_path = json_path = None
     if out is not None:
         tflite_path = str(out)
@@ -429,17 +406,23 @@ def _tensor_info(details, role: str) -> dict:
     return info
 
 
-def _tile_info(spec, loaded, tile: int, input_hw) -> dict:
+def _tile_info(spec, loaded, tile: int, input_hw, tflite: Optional[bytes] = None, out=None,
+               precision: Optional[str] = None) -> dict:
     """How a runner should use a tile model: halo and core alignment from
-    :func:`isp_tf.infer.tiling.analyze` of the tiling variant (None when unknown)."""
+    :func:`isp_tf.tiling.analysis.analyze` of the tiling variant (None when unknown).
+
+    With ``out`` (the tile ``.tflite`` path) and ``tflite`` it also writes the
+    tile manifest and the per-pass models beside it
+    (:func:`isp_tf.tiling.manifest.write_manifest`): what a phone needs for
+    exact tiled inference of a frame of any size."""
     info = {"side": tile, "input_side": input_hw[0],
-            "global_statistics": "computed over the tile alone: a runner that needs the whole-frame "
-                                 "result must give tiles at least the halo of context and accept "
-                                 "per-tile attention / instance-norm statistics"}
+            "global_statistics": "computed over the tile alone when the tile model runs by itself; the "
+                                 "pass models of the tile manifest (isp_tf.tiling.manifest) give the "
+                                 "whole-frame result"}
     try:
-        from isp_tf.infer.tiling import analyze
         from isp_tf.layers import tiling_mode
         from isp_tf.models import create_model
+        from isp_tf.tiling.analysis import analyze
 
         with tiling_mode():
             variant = create_model(spec.name, **loaded.config)
@@ -447,32 +430,58 @@ def _tile_info(spec, loaded, tile: int, input_hw) -> dict:
     except Exception as exc:  # noqa: BLE001 - metadata only; the export itself is valid
         info["analysis_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return info
-    info.update({"halo": fp.halo, "stride": fp.stride, "core_step": fp.core_step,
+    info.update({"halo": fp.halo, "stride": fp.stride, "core_step": fp.core_step, "align": fp.align,
                  "min_side": fp.min_side, "global_layers": sum(len(g) for g in fp.groups)})
     core = input_hw[0] - 2 * fp.halo
     info["core_input_side"] = core if core > 0 else None
     if core <= 0:
         info["warning"] = (f"the tile ({input_hw[0]} input px) is not larger than twice the halo "
                            f"({fp.halo}): no pixel of it is exact")
+    if out is not None and tflite is not None:
+        from isp_tf.tiling.manifest import manifest_path, write_manifest
+
+        path = manifest_path(out)
+        try:
+            manifest = write_manifest(tflite, fp.geometry, path, input_side=min(input_hw), max_passes=16,
+                                      source={"tile_model": pathlib.Path(out).name, "model": spec.name,
+                                              "precision": precision, "config": loaded.config})
+        except (IspTfError, RuntimeError, ValueError) as exc:  # a graph the LiteRT tiler cannot
+            # rewrite or resize: the tile model itself stays valid
+            info["manifest_error"] = str(exc)
+        else:
+            info["manifest"] = path.name
+            info["passes"] = [p["model"] for p in manifest["passes"]]
+            info["align"] = manifest["geometry"]["align"]
+    return info
+
+
+def _port_info(details, port, role: str) -> dict:
+    """A TFLite tensor's JSON entry, described by the spec's :class:`~isp_tf.models.registry.Port`."""
+    info = _tensor_info(details, role)
+    if port is not None:
+        info["kind"] = port.kind
+        info["layout"] = port.layout
+        info["normalise" if role == "input" else "denormalise"] = port.normalise
     return info
 
 
 def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_hw, tile, report,
-                   parity_info, calib_spec, rewrites) -> dict:
-    """The JSON written beside the ``.tflite`` (see the README's export section)."""
-    from isp_tf._keras import tf
-    from isp_tf.export.parity import make_interpreter
+                   parity_info, calib_spec, rewrites, direction=None) -> dict:
+    """The JSON written beside the ``.tflite`` (see the README's export section).
 
+    Inputs and outputs are described by the ports of the spec's ``direction``
+    (kind, layout, how to normalise / denormalise), so an app can feed the
+    model from the JSON alone."""
+    from isp_tf._keras import tf
+    from isp_tf.runtime.session import make_interpreter
+
+    d = spec.direction(direction)
     interp = make_interpreter(tflite, num_threads=1)
-    (inp,) = interp.get_input_details()
+    ins = interp.get_input_details()
     outs = interp.get_output_details()
-    inp_info = _tensor_info(inp, "input")
-    inp_info["layout"] = "packed Bayer, channels [R, G1, G2, B] (isp_tf.raw.pack_bayer)"
-    inp_info["normalise"] = ("x = (raw - black_level) / (white_level - black_level), per CFA site, "
-                             "in [0, 1], after cropping the mosaic so its top-left pixel is red")
-    out_info = _tensor_info(outs[0], "output")
-    out_info["layout"] = "sRGB, channels [R, G, B]"
-    out_info["denormalise"] = "sRGB in [0, 1] (the tanh head reaches -0.08..1.08): clip to [0, 1], x 255"
+    port = lambda ports, k: ports[k] if k < len(ports) else None  # noqa: E731
+    in_infos = [_port_info(t, port(d.inputs, k), "input") for k, t in enumerate(ins)]
+    out_infos = [_port_info(t, port(d.outputs, k), "output") for k, t in enumerate(outs)]
     meta = {
         "model": spec.name,
         "config": loaded.config,
@@ -483,8 +492,9 @@ def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_h
         "io": io,
         "frame": {"height": frame_hw[0], "width": frame_hw[1]} if tile is None else None,
         "tile": tile,
-        "input": inp_info,
-        "outputs": [out_info] + [_tensor_info(o, "output") for o in outs[1:]],
+        "input": in_infos[0],
+        "inputs": in_infos,
+        "outputs": out_infos,
         "ops": report.ops_used(),
         "nnapi": {"api_level": report.api_level, "ok": report.ok, "rejected_ops": report.rejected_ops,
                   "rules_broken": report.rules_broken(),
@@ -507,7 +517,7 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
-__all__ = ["DEFAULT_CALIBRATION", "ExportResult", "FRAME_SIZES", "IO_TYPES", "LoadedModel", "PRECISIONS",
+__all__ = ["DEFAULT_CALIBRATION", "ExportResult", "FRAME_SIZES", "IO_TYPES", "PRECISIONS",
            "build_metadata", "calibration_frames", "convert_function", "export_sizes", "export_tflite",
            "fixed_function", "load_export_model", "model_input_hw", "parse_frame_size", "resolve_io",
            "run_parity"]

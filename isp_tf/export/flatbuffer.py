@@ -4,7 +4,7 @@
 their dtype, shape, shape signature, quantisation and constant data, and
 operators with their builtin name, version and options -- which is all the
 NNAPI validator (:mod:`isp_tf.export.nnapi`), the metadata writer and the
-flatbuffer post-passes (:mod:`isp_tf.export.rewrites`) need.
+flatbuffer post-passes (:mod:`isp_tf.export.tflite_passes`) need.
 
 The schema comes from ``ai_edge_litert.schema_py_generated`` (TensorFlow's own
 copy as a fallback).  Operator codes are read as

@@ -295,10 +295,10 @@ def _check_resize(c, nearest: bool):
     if c.api <= 29 and o is not None:
         c.expect(not o.alignCorners, "resize-flags",
                  "align_corners=True is not delegated at API 29: resize with both flags false "
-                 "(isp_tf.export.rewrites.resize_bilinear) or use depth_to_space")
+                 "(isp_tf.export.keras_rewrites.ResizeBilinear) or use depth_to_space")
         c.expect(not o.halfPixelCenters, "resize-flags",
                  "half_pixel_centers=True (TF2 tf.image.resize / Keras UpSampling2D default) is "
-                 "not delegated at API 29: use isp_tf.export.rewrites.resize_bilinear or "
+                 "not delegated at API 29: use isp_tf.export.keras_rewrites.ResizeBilinear or "
                  "depth_to_space")
 
 
@@ -450,7 +450,7 @@ def _check_mean(c):
     if t is not None and (t.quantized or out.quantized):
         c.expect(_same_quant(t, out), "mean-quant-params",
                  f"quantized MEAN: input scale {_q(t)} but output {_q(out)}; NNAPI needs them "
-                 "equal (isp_tf.export.rewrites.align_mean_quantization fixes this)")
+                 "equal (isp_tf.export.tflite_passes.align_mean_quantization fixes this)")
 
 
 def _check_min_max(c):
@@ -680,7 +680,7 @@ _CHECKS: Dict[str, Callable[[_Ctx], None]] = {
     "TOPK_V2": _check_topk,
     "LOGICAL_AND": _check_logical, "LOGICAL_OR": _check_logical, "LOGICAL_NOT": _check_logical,
     "REDUCE_ANY": _check_version_only(2, 29),
-    "ELU": _not_at_29(30, "write it as relu(x) + exp(min(x, 0)) - 1 (isp_tf.export.rewrites.elu)"),
+    "ELU": _not_at_29(30, "write it as relu(x) + exp(min(x, 0)) - 1 (isp_tf.export.keras_rewrites.elu)"),
     "PACK": _not_at_29(30, "concatenate along an existing axis instead"),
     "FILL": _not_at_29(30, "use a constant"),
 }
@@ -692,7 +692,7 @@ _NEVER = {
     "BATCH_MATMUL": "use FULLY_CONNECTED or CONV_2D 1x1",
     "UNPACK": "use STRIDED_SLICE",
     "ROUND": "avoid rounding inside the model",
-    "SQUARED_DIFFERENCE": "write (a - b) * (a - b) (instance norm: isp_tf.export.rewrites.instance_norm)",
+    "SQUARED_DIFFERENCE": "write (a - b) * (a - b) (instance norm: isp_tf.export.keras_rewrites.instance_norm)",
     "SPLIT_V": "use STRIDED_SLICE per piece",
     "SQUARE": "write x * x",
 }

@@ -10,7 +10,8 @@ with the Keras model's float32 output on the same input:
 
 PSNR is measured on both outputs clipped to [0, 1] (the picture a viewer
 would show; the ISP heads emit ``tanh * 0.58 + 0.5``, slightly wider than
-[0, 1]) with peak 1.
+[0, 1]) with peak 1 (:func:`isp_tf.runtime.metrics.psnr`).  The TFLite side
+runs with :func:`isp_tf.runtime.session.run_tflite`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from isp_tf.errors import ExportError, InputShapeError
+from isp_tf.errors import ExportError
+from isp_tf.runtime.metrics import psnr
 
 FP32_TOLERANCE = 1e-4
 _REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -68,14 +70,25 @@ def _fit(packed: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(packed[y0:y0 + th, x0:x0 + tw]).astype(np.float32)
 
 
-def load_parity_input(path: Optional[str], hw: Tuple[int, int]) -> Tuple[np.ndarray, str]:
-    """``(1, h, w, 4)`` float32 packed Bayer in [0, 1] from a real RAW file, and its path.
+def load_parity_input(path: Optional[str], hw: Tuple[int, int],
+                      kind: str = "packed_bayer") -> Tuple[np.ndarray, str]:
+    """``(1, h, w, C)`` float32 in [0, 1] from a real RAW file, and its path.
+
+    ``kind`` is the model input's port kind (``Port.kind`` of the exported
+    direction's image input, :data:`isp_tf.models.registry.PORT_KINDS`):
+
+    * ``packed_bayer`` (default): ``pack_bayer(raw)``, C = 4;
+    * ``bayer``: the normalised mosaic cropped to RGGB (``rggb_crop``), C = 1;
+    * ``linear_rgb``: the linear stage of :func:`isp_tf.raw.render_classical`
+      (white balance on the mosaic, clip, bilinear demosaic), C = 3;
+    * ``srgb``: :func:`isp_tf.raw.render_classical` of the file, C = 3 (an
+      inverse ISP's input).
 
     ``path=None`` takes the first of :func:`default_raw_candidates`.  The
-    packed image is centre-cropped to ``hw``, after a bilinear upscale when the
+    image is centre-cropped to ``hw``, after a bilinear upscale when the
     photo is smaller than that (a 12 MP export from a 2 MP sample).
     """
-    from isp_tf.raw import pack_bayer, read_raw
+    from isp_tf.raw import read_raw
 
     if path is None:
         candidates = default_raw_candidates()
@@ -83,49 +96,33 @@ def load_parity_input(path: Optional[str], hw: Tuple[int, int]) -> Tuple[np.ndar
             raise ExportError("no real RAW file for the parity check: pass --parity-input FILE "
                               "(a .dng or any LibRaw format) or put files in sample_RAW_photos/")
         path = candidates[0]
-    packed = pack_bayer(read_raw(path))
-    return _fit(packed, hw)[np.newaxis], str(path)
+    image = parity_image(read_raw(path), kind)
+    return _fit(image, hw)[np.newaxis], str(path)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two images in [0, 1] (clipped first), peak 1; inf when equal."""
-    a = np.clip(np.asarray(a, np.float64), 0.0, 1.0)
-    b = np.clip(np.asarray(b, np.float64), 0.0, 1.0)
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+def parity_image(raw, kind: str = "packed_bayer") -> np.ndarray:
+    """The ``(h, w, C)`` model input of port kind ``kind`` for a :class:`~isp_tf.raw.RawImage`
+    (see :func:`load_parity_input`)."""
+    from isp_tf.raw import demosaic_bilinear, normalize_bayer, pack_bayer, render_classical, rggb_crop
 
-
-def make_interpreter(tflite, num_threads: int = 2):
-    """An ai-edge-litert interpreter for a path or bytes, tensors allocated."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    kwargs = {"model_content": bytes(tflite)} if isinstance(tflite, (bytes, bytearray)) else \
-        {"model_path": str(tflite)}
-    interp = Interpreter(num_threads=num_threads, **kwargs)
-    interp.allocate_tensors()
-    return interp
-
-
-def run_tflite(tflite, x: np.ndarray, num_threads: int = 2) -> np.ndarray:
-    """Run a one-input, one-output ``.tflite`` on float ``x`` (quantising and
-    de-quantising at the boundary when the model has integer input/output)."""
-    interp = make_interpreter(tflite, num_threads)
-    (inp,) = interp.get_input_details()
-    out = interp.get_output_details()[0]
-    shape = tuple(int(d) for d in inp["shape"])
-    if tuple(x.shape) != shape:
-        raise InputShapeError(f"input of shape {tuple(x.shape)} for a model that takes {shape}")
-    if np.issubdtype(inp["dtype"], np.integer):
-        scale, zp = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
-    interp.invoke()
-    y = interp.get_tensor(out["index"])
-    if np.issubdtype(out["dtype"], np.integer):
-        scale, zp = out["quantization"]
-        y = (y.astype(np.float32) - zp) * scale
-    return y.astype(np.float32)
+    if kind == "packed_bayer":
+        return pack_bayer(raw)
+    if kind == "bayer":
+        y0, y1, x0, x1 = rggb_crop(raw.bayer.shape, raw.cfa_pattern)
+        return normalize_bayer(raw)[y0:y1, x0:x1, np.newaxis]
+    if kind == "linear_rgb":
+        mosaic = normalize_bayer(raw)
+        gains = np.asarray(raw.wb_gains, np.float64)
+        gains = (gains / gains.min()).astype(np.float32)
+        for y in (0, 1):
+            for x in (0, 1):
+                mosaic[y::2, x::2] *= gains["RGB".index(raw.cfa_pattern[2 * y + x])]
+        np.minimum(mosaic, np.float32(1.0), out=mosaic)
+        return demosaic_bilinear(mosaic, raw.cfa_pattern)
+    if kind == "srgb":
+        return render_classical(raw)
+    raise ExportError(f"parity: no real-photo input for port kind {kind!r} "
+                      "(packed_bayer, bayer, linear_rgb, srgb)")
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, input_name: str = "") -> ParityResult:
@@ -136,5 +133,5 @@ def compare(reference: np.ndarray, candidate: np.ndarray, input_name: str = "") 
     return ParityResult(input_name, float(diff.max()), float(diff.mean()), psnr(reference, candidate))
 
 
-__all__ = ["FP32_TOLERANCE", "ParityResult", "compare", "default_raw_candidates",
-           "load_parity_input", "make_interpreter", "psnr", "run_tflite"]
+__all__ = ["FP32_TOLERANCE", "ParityResult", "compare", "default_raw_candidates", "load_parity_input",
+           "parity_image"]

@@ -3,8 +3,10 @@
 :func:`quantize_model` wraps a float functional model for QAT: tfmot inserts
 fake-quantisation of weights and activations so fine-tuning learns weights
 that survive int8.  tfmot only knows stock Keras layers; isp_tf's own layers
-are annotated here with a :class:`~tfmot.quantization.keras.QuantizeConfig` of
-ours, registered in ``quantize_scope`` under their class names:
+are annotated with a :class:`~tfmot.quantization.keras.QuantizeConfig` of
+ours, registered in ``quantize_scope`` under their class names.  Which
+treatment a layer class gets is part of the model's contract
+(``ModelSpec.qat_configs``: ``"noop"``, ``"output"`` or ``"sublayers"``):
 
 * :class:`NoOpQuantizeConfig` -- pixel reshuffles (``DepthToSpace``,
   ``SpaceToDepth``): they move values without changing them, and their int8
@@ -43,18 +45,18 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from isp_tf._keras import keras, tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tfmot)
 from isp_tf.errors import WeightsMismatchError
+from isp_tf.models.weights import QAT_ATTR, is_qat_weights
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
 
 _q = tfmot.quantization.keras
-QAT_ATTR = "isp_tf_qat"
 
 __all__ = ["NoOpQuantizeConfig", "OutputQuantizeConfig", "SublayerQuantizeConfig", "calibrate_ranges",
-           "custom_objects",
+           "TREATMENTS", "custom_objects", "layer_configs",
            "is_qat_weights", "load_qat_model", "qat_scope", "quantize_model", "save_qat_weights"]
 
 
@@ -135,23 +137,32 @@ class SublayerQuantizeConfig(OutputQuantizeConfig):
             sub.kernel = kernel
 
 
-def _layer_configs() -> Dict[str, type]:
-    """isp_tf layer class name -> QuantizeConfig class."""
-    return {
-        "PReLU": OutputQuantizeConfig,  # tfmot has no PReLU scheme; alpha is quantized at conversion
-        "DepthToSpace": NoOpQuantizeConfig,
-        "SpaceToDepth": NoOpQuantizeConfig,
-        "ScaledTanh": OutputQuantizeConfig,
-        "ChannelAttention": SublayerQuantizeConfig,
-        "InstanceNorm": SublayerQuantizeConfig,
-    }
+#: ``ModelSpec.qat_configs`` values -> QuantizeConfig classes
+TREATMENTS = {"noop": NoOpQuantizeConfig, "output": OutputQuantizeConfig, "sublayers": SublayerQuantizeConfig}
+
+
+def layer_configs(model_name: Optional[str] = None) -> Dict[str, type]:
+    """Layer class name -> QuantizeConfig class: from ``model_name``'s spec
+    (``ModelSpec.qat_configs``), or the union over every registered model."""
+    from isp_tf.models import available_models, get_spec
+
+    names = [model_name] if model_name else list(available_models())
+    out = {}
+    for name in names:
+        spec = get_spec(name)
+        for cls_name, treatment in spec.qat_configs.items():
+            if treatment not in TREATMENTS:
+                raise ValueError(f"{spec.name}: qat_configs[{cls_name!r}] = {treatment!r}; "
+                                 f"use one of {', '.join(TREATMENTS)}")
+            out[cls_name] = TREATMENTS[treatment]
+    return out
 
 
 def custom_objects() -> Dict[str, object]:
     """Names ``quantize_scope`` needs to rebuild an annotated isp_tf model."""
     from isp_tf import layers as isp_layers
 
-    objects = {name: getattr(isp_layers, name) for name in _layer_configs() if hasattr(isp_layers, name)}
+    objects = {name: getattr(isp_layers, name) for name in layer_configs() if hasattr(isp_layers, name)}
     objects.update({"NoOpQuantizeConfig": NoOpQuantizeConfig, "OutputQuantizeConfig": OutputQuantizeConfig,
                     "SublayerQuantizeConfig": SublayerQuantizeConfig,
                     "SublayerKernelQuantizer": SublayerKernelQuantizer})
@@ -165,12 +176,14 @@ def qat_scope():
         yield
 
 
-def quantize_model(model):
+def quantize_model(model, model_name: Optional[str] = None):
     """Wrap a float functional/sequential ``model`` for quantization-aware training.
 
-    Stock Keras layers get tfmot's default 8-bit scheme; isp_tf layers get the
-    configs above; any other custom layer class is refused with its name
-    (tfmot would fail later with an opaque cloning error).
+    Stock Keras layers get tfmot's default 8-bit scheme; the model's own layers
+    get the configs its spec declares (``ModelSpec.qat_configs`` of
+    ``model_name``; every registered model's when ``None``); any other custom
+    layer class is refused with its name (tfmot would fail later with an
+    opaque cloning error).
     """
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_mod)
@@ -181,13 +194,13 @@ def quantize_model(model):
                       "for QAT training", RuntimeWarning, stacklevel=2)
 
     registry = registry_mod.Default8BitQuantizeRegistry()
-    configs = _layer_configs()
+    configs = layer_configs(model_name)
     unknown = sorted({type(layer).__name__ for layer in model.layers
                       if not isinstance(layer, keras.layers.InputLayer)
                       and type(layer).__name__ not in configs and not registry.supports(layer)})
     if unknown:
         raise ValueError(f"quantize_model: no QuantizeConfig for layer class(es) {', '.join(unknown)}; "
-                         "add them to isp_tf.export.qat._layer_configs")
+                         "declare them in the model's ModelSpec.qat_configs")
 
     def annotate(layer):
         if isinstance(layer, keras.layers.InputLayer):
@@ -262,17 +275,6 @@ def save_qat_weights(qat_model, path, model_name: str, config: dict):
     return path
 
 
-def is_qat_weights(path) -> bool:
-    """Whether ``path`` was written by :func:`save_qat_weights`."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return bool(f.attrs.get(QAT_ATTR, 0))
-    except OSError:
-        return False
-
-
 def load_qat_model(path, expected_name: str = None) -> Tuple[object, dict]:
     """Rebuild and load a QAT model saved by :func:`save_qat_weights`; ``(model, config)``."""
     from isp_tf.models import create_model
@@ -283,6 +285,6 @@ def load_qat_model(path, expected_name: str = None) -> Tuple[object, dict]:
         raise WeightsMismatchError(f"{path}: QAT weights carry no isp_tf model name")
     if expected_name and name != expected_name:
         raise WeightsMismatchError(f"{path} holds QAT weights of model {name!r}, not of {expected_name!r}")
-    model = quantize_model(create_model(name, **(config or {})))
+    model = quantize_model(create_model(name, **(config or {})), name)
     load_weights_into(model, path, name)
     return model, dict(config or {})

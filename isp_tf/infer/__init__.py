@@ -1,6 +1,6 @@
 """Inference: ``python -m isp_tf.infer`` and exact tiled execution.
 
-* :class:`~isp_tf.infer.tiling.TiledRunner`: run any image-to-image model on
+* :class:`~isp_tf.tiling.TiledRunner`: run any image-to-image model on
   a frame tile by tile with output equal to whole-frame inference.
 * :class:`~isp_tf.infer.pipeline.NetworkRenderer`,
   :class:`~isp_tf.infer.pipeline.ClassicalRenderer`,
@@ -13,7 +13,7 @@ the names above load their module on first use.
 import importlib
 
 _LAZY = {
-    "TiledRunner": "isp_tf.infer.tiling", "analyze": "isp_tf.infer.tiling",
+    "TiledRunner": "isp_tf.tiling.keras_executor", "analyze": "isp_tf.tiling.analysis",
     "NetworkRenderer": "isp_tf.infer.pipeline", "ClassicalRenderer": "isp_tf.infer.pipeline",
     "render_file": "isp_tf.infer.pipeline", "write_png": "isp_tf.infer.png",
     "read_png": "isp_tf.infer.png",

@@ -7,12 +7,12 @@ some of several inputs failed (the others are still written).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import time
 
-from isp_tf.errors import InputShapeError, IspTfError
+from isp_tf.cli import (EXIT_BAD_INPUT, EXIT_SOME_FAILED, add_debug_flag, debug_enabled, resource_hint,
+                        run_command)
+from isp_tf.errors import InputShapeError, IspTfError, MissingFileError
 
 EPILOG = """\
 examples:
@@ -22,8 +22,10 @@ examples:
   python -m isp_tf.infer photo.nef --out out/ --renderer classical
   python -m isp_tf.infer dump.raw --out out/ --bayer-shape 512x768 --cfa RGGB \\
       --black 600 --white 15520 --wb 1.95,1,1.34
+  python -m isp_tf.infer --model invisp --weights run/final.weights.h5 --inverse photo.jpg \\
+      --metadata photo.dng --out raw/          # sRGB -> RAW: writes raw/photo.dng
 
-Tiled output equals whole-frame output (see isp_tf/infer/tiling.py): tiles
+Tiled output equals whole-frame output (see isp_tf/tiling/): tiles
 overlap by the model's receptive field and whole-image statistics (MicroISP's
 attention, PyNET's instance norm) are computed over the whole frame first.
 """
@@ -43,20 +45,22 @@ def _tile(value: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from isp_tf.models import available_models
+    from isp_tf.models.registry import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(
         prog="python -m isp_tf.infer", description="Render RAW photos to sRGB PNGs with a "
-        "neural ISP (MicroISP by default) at full resolution, tile by tile.",
+        f"neural ISP ({DEFAULT_MODEL} by default) at full resolution, tile by tile.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="RAW files (any format LibRaw reads: DNG, CR2, NEF, ARW...) or folders of them")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (OUT/<name>.png)")
     p.add_argument("--model", default=None, choices=available_models(),
                    type=str.lower,
-                   help="registry model (default: the one stored in --weights, else microisp)")
+                   help="registry model (default: the one stored in --weights, else the registry's "
+                        f"default, {DEFAULT_MODEL})")
     p.add_argument("--weights", default=None, metavar="W",
                    help="weights file written by python -m isp_tf.train (RUN_DIR/final.weights.h5; "
-                        "default: the model's shipped weights in isp_tf/weights/)")
+                        "default: the model's shipped weights, isp_tf/models/<model>/weights/)")
     p.add_argument("--renderer", choices=("network", "classical"), default="network",
                    help="'classical': bilinear demosaic + white balance + colour matrix + sRGB curve, "
                         "no network (default: network)")
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "frame. Tiled output equals whole-frame output")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_flag(p)
     g = p.add_argument_group(
         "headerless Bayer dumps", "with --bayer-shape, every INPUT is read as a bare mosaic "
         "(raw uint16 dump, or a single-channel Bayer PNG/TIFF) with the metadata given here")
@@ -78,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wb", type=_floats, default=None, metavar="R,G,B",
                    help="white-balance gains (classical renderer; default 1,1,1)")
     g.add_argument("--dtype", default="<u2", help="numpy dtype of a dump (default <u2: uint16 LE)")
+    v = p.add_argument_group(
+        "inverse ISP (sRGB -> RAW)", "with --inverse (or --direction inverse), every INPUT is an sRGB photo "
+        "(JPEG, PNG, or folders of them) and OUT/<name>.dng its RAW recovered by the model's inverse "
+        "direction (InvISP), for the camera --metadata describes")
+    v.add_argument("--direction", default=None, metavar="NAME",
+                   help="the model direction to run: forward (default, RAW -> sRGB) or inverse")
+    v.add_argument("--inverse", action="store_true", help="the same as --direction inverse")
+    v.add_argument("--metadata", metavar="RAWFILE_OR_JSON",
+                   help="the camera the DNG is for: a RAW file of it (only its metadata is used) or a JSON "
+                        "with cfa_pattern, black_level, white_level, wb_gains and optionally cam_to_xyz, "
+                        "exif, orientation, camera (isp_tf.infer.inverse.metadata_to_json writes one)")
     return p
 
 
@@ -104,23 +120,11 @@ def _bayer_kwargs(args):
             "wb_gains": args.wb, "dtype": args.dtype}
 
 
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Hide what TensorFlow's C++ side prints while it loads (oneDNN and CUDA
-    notices logged before absl is initialised ignore TF_CPP_MIN_LOG_LEVEL)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _load_tensorflow():
-    with _stderr_silenced():
+    from isp_tf.runtime import quiet_native_stderr
+
+    sys.stderr.flush()
+    with quiet_native_stderr():  # oneDNN/CUDA notices logged before absl starts ignore TF_CPP_MIN_LOG_LEVEL
         from isp_tf._keras import tf
 
         tf.config.list_physical_devices()  # device discovery logs too
@@ -137,26 +141,90 @@ def _output_tile(tile, renderer):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.inverse or args.direction not in (None, "forward"):
+        return run_command(lambda: _invert_all(args), debug=args.debug)
+    return run_command(lambda: _render_all(args), debug=args.debug)
+
+
+# --------------------------------------------------------------------------- inverse (sRGB -> RAW)
+def _inverse_renderer(args):
+    from isp_tf.infer.inverse import ClassicalInverse, InverseRenderer
+
+    direction = args.direction or "inverse"
+    if args.inverse and direction != "inverse":
+        raise InputShapeError(f"--inverse contradicts --direction {direction}")
+    if args.bayer_shape is not None:
+        raise InputShapeError("--bayer-shape reads RAW dumps; the inverse takes sRGB photos")
+    if args.renderer == "classical":
+        if args.model or args.weights:
+            raise InputShapeError("--renderer classical uses no network: drop --model/--weights")
+        return ClassicalInverse()
+    _load_tensorflow()
+    return InverseRenderer(args.model, args.weights, direction=direction)
+
+
+def _invert_all(args) -> int:
     from tqdm import tqdm
 
-    from isp_tf.infer.pipeline import (ClassicalRenderer, NetworkRenderer, expand_inputs,
-                                       output_paths, render_file)
+    from isp_tf.infer.inverse import expand_photos, invert_file, output_paths, read_metadata
+
+    if not args.metadata:
+        raise MissingFileError(
+            "--inverse needs --metadata RAWFILE_OR_JSON: a photo does not say which camera's RAW to write "
+            "(CFA pattern, black and white levels, white balance, colour matrix). Give a RAW file of that "
+            "camera (only its metadata is used) or a JSON with cfa_pattern, black_level, white_level, "
+            "wb_gains (optional: cam_to_xyz, exif, orientation, camera)")
+    inputs = expand_photos(args.inputs)
+    if not inputs:
+        raise MissingFileError("no photos found in " + ", ".join(args.inputs))
+    meta = read_metadata(args.metadata)  # a bad metadata file fails before the model loads
+    renderer = _inverse_renderer(args)
+    tile = _output_tile(args.tile, renderer)
+    failed = 0
+    files = tqdm(list(zip(inputs, output_paths(inputs, args.out))), desc="files", unit="file",
+                 disable=args.quiet, position=0)
+    tiles = tqdm(desc="tiles", unit="run", disable=args.quiet, position=1, leave=False)
+    for path, out in files:
+        start = time.time()
+        try:
+            invert_file(path, meta, out, renderer, tile=tile, bar=tiles)
+        except IspTfError as e:
+            failed += 1
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            tqdm.write(f"error: {message}", file=sys.stderr)
+        else:
+            if not args.quiet:
+                tqdm.write(f"{path} -> {out} ({time.time() - start:.1f} s)")
+    tiles.close()
+    files.close()
+    if failed:
+        return EXIT_BAD_INPUT if len(inputs) == 1 else EXIT_SOME_FAILED
+    return 0
+
+
+def _renderer(args):
+    from isp_tf.infer.pipeline import ClassicalRenderer, NetworkRenderer
+
+    if args.renderer == "classical":
+        if args.model or args.weights:
+            raise InputShapeError("--renderer classical uses no network: drop --model/--weights")
+        return ClassicalRenderer()
+    _load_tensorflow()
+    try:
+        return NetworkRenderer(args.model, args.weights)
+    except MissingFileError as e:
+        raise MissingFileError(f"{e}; or render without a network with --renderer classical") from None
+
+
+def _render_all(args) -> int:
+    from tqdm import tqdm
+
+    from isp_tf.infer.pipeline import expand_inputs, output_paths, render_file
 
     inputs = expand_inputs(args.inputs)
     if not inputs:
-        print("error: no RAW files found in " + ", ".join(args.inputs), file=sys.stderr)
-        return 2
-    try:
-        if args.renderer == "classical":
-            if args.model or args.weights:
-                raise InputShapeError("--renderer classical uses no network: drop --model/--weights")
-            renderer = ClassicalRenderer()
-        else:
-            _load_tensorflow()
-            renderer = NetworkRenderer(args.model, args.weights)
-    except IspTfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise MissingFileError("no RAW files found in " + ", ".join(args.inputs))
+    renderer = _renderer(args)
     tile = _output_tile(args.tile, renderer)
 
     failed = 0
@@ -174,12 +242,12 @@ def main(argv=None) -> int:
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
             tqdm.write(f"error: {message}", file=sys.stderr)
         except Exception as e:  # noqa: BLE001  not bad input (out of memory, a bug): say so, go on
-            if os.environ.get("ISP_TF_DEBUG"):
+            if debug_enabled(args):
                 raise
             failed += 1
             first_line = (str(e).strip().splitlines() or [""])[0]
-            tqdm.write(f"error: {path}: {type(e).__name__}: {first_line} "
-                       "(set ISP_TF_DEBUG=1 for the traceback)", file=sys.stderr)
+            tqdm.write(f"error: {path}: {type(e).__name__}: {first_line}{resource_hint(e)} "
+                       "(run with --debug or ISP_TF_DEBUG=1 for the traceback)", file=sys.stderr)
         else:
             if args.quiet:
                 continue
@@ -187,7 +255,7 @@ def main(argv=None) -> int:
     tiles.close()
     files.close()
     if failed:
-        return 2 if len(inputs) == 1 else 1
+        return EXIT_BAD_INPUT if len(inputs) == 1 else EXIT_SOME_FAILED
     return 0
 
 

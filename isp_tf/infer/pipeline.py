@@ -3,8 +3,8 @@
 Two renderers share one interface, ``renderer(raw, tile, progress) -> (H, W, 3)``
 float32 sRGB in [0, 1], pixel-aligned with ``raw.bayer`` before orientation:
 
-* :class:`NetworkRenderer`: a registry model (MicroISP by default) with its
-  weights, run whole-frame or tiled by :class:`~isp_tf.infer.tiling.TiledRunner`.
+* :class:`NetworkRenderer`: a registry model (the registry's default model) with its
+  weights, run whole-frame or tiled by :class:`~isp_tf.tiling.TiledRunner`.
   The model sees ``pack_bayer(raw)`` (black-subtracted, white-normalised,
   canonical RGGB), so its output covers the window :func:`isp_tf.raw.rggb_crop`
   keeps (at most one row/column less at each edge for non-RGGB sensors).
@@ -23,18 +23,15 @@ from typing import Callable, Iterable, List, Optional, Union
 
 import numpy as np
 
-from isp_tf.errors import InputShapeError, MissingFileError, WeightsMismatchError
+from isp_tf.errors import InputShapeError, WeightsMismatchError
 from isp_tf.infer.png import to_uint, write_png
+from isp_tf.raw.reader import RAW_EXTENSIONS as _RAW_EXTENSIONS
 
-__all__ = ["RAW_EXTENSIONS", "ClassicalRenderer", "NetworkRenderer", "default_weights_path",
+__all__ = ["RAW_EXTENSIONS", "ClassicalRenderer", "NetworkRenderer",
            "expand_inputs", "output_paths", "render_file"]
 
-WEIGHTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights"
-
 #: file name endings taken from a folder given as input (any LibRaw format)
-RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
-    ".orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
+RAW_EXTENSIONS = frozenset(_RAW_EXTENSIONS)
 
 Progress = Optional[Callable[[int], None]]
 
@@ -60,19 +57,6 @@ def output_paths(inputs: List[pathlib.Path], out_dir) -> List[pathlib.Path]:
             for p in inputs]
 
 
-def default_weights_path(model_name: str) -> pathlib.Path:
-    """The shipped weights of ``model_name`` (``isp_tf/weights/<spec.default_weights>``)."""
-    from isp_tf.models import get_spec
-
-    spec = get_spec(model_name)
-    if not spec.default_weights:
-        raise MissingFileError(
-            f"model {model_name!r} ships no default weights: pass --weights PATH (train them "
-            f"with `python -m isp_tf.train --model {model_name} ...`) or render without a "
-            f"network with --renderer classical")
-    return WEIGHTS_DIR / spec.default_weights
-
-
 class ClassicalRenderer:
     """The classical ISP of :func:`isp_tf.raw.render_classical` (no network)."""
 
@@ -91,61 +75,49 @@ class ClassicalRenderer:
 
 
 class NetworkRenderer:
-    """A registry model with weights, run by :class:`~isp_tf.infer.tiling.TiledRunner`.
+    """A registry model with weights, run by :class:`~isp_tf.tiling.TiledRunner`.
 
     Args:
       model: registry name; ``None`` takes the name stored in ``weights`` (or
-        ``"microisp"`` when no weights are given either).
-      weights: an ``isp_tf.models.weights`` file; ``None`` for the model's
-        shipped default weights.
+        the registry's default model when no weights are given either).
+      weights: an ``isp_tf.models.weights`` file or a run folder; ``None`` for
+        the model's shipped weights (``ModelSpec.weights_path``).
 
-    Raises :class:`~isp_tf.errors.UnknownModelError` for an unknown name,
-    :class:`~isp_tf.errors.MissingFileError` when the weights are absent (the
-    message says how to get them) and :class:`~isp_tf.errors.WeightsMismatchError`
-    for weights of another model.
+    The model's contract (its spec's forward direction) must take packed
+    Bayer and give sRGB at full resolution; what is fed and read back comes
+    from it.  Raises :class:`~isp_tf.errors.UnknownModelError` for an unknown
+    name, :class:`~isp_tf.errors.MissingFileError` when the weights are absent
+    (the message says how to get them) and
+    :class:`~isp_tf.errors.WeightsMismatchError` for weights of another model.
     """
 
     def __init__(self, model: Optional[str] = None, weights=None):
-        from isp_tf.infer.tiling import TiledRunner, TilingError
+        from isp_tf.tiling import TiledRunner, TilingError
         from isp_tf.models import create_model, get_spec
-        from isp_tf.models.weights import load_weights_into, read_header
+        from isp_tf.models.weights import resolve_model
 
-        if model is not None:
-            get_spec(model)  # unknown names fail before any file is read
-        if weights is None:
-            weights = default_weights_path(model or "microisp")
-            if not weights.is_file():
-                raise MissingFileError(
-                    f"the default weights of {model or 'microisp'} ({weights}) are missing: "
-                    f"train them with `python -m isp_tf.train --model {model or 'microisp'} ...` "
-                    f"(README, 'Reference weights'), pass --weights PATH, or render without a "
-                    f"network with --renderer classical")
-        weights = pathlib.Path(weights)
-        if not weights.is_file():
-            raise MissingFileError(f"weights file {weights} not found")
-        stored_name, stored_config = read_header(weights)
-        name = (model or stored_name or "microisp").lower()
-        if stored_name and stored_name.lower() != name:
-            raise WeightsMismatchError(
-                f"{weights} holds weights of model {stored_name!r}, not of {name!r} "
-                f"(drop --model or pass weights trained for {name})")
-        spec = get_spec(name)
-        if spec.input_kind != "packed_bayer" or spec.output_kind != "srgb":
-            raise InputShapeError(f"model {name!r} does not render packed Bayer to sRGB "
-                                  f"({spec.input_kind} -> {spec.output_kind})")
-        config = dict(spec.default_config)
-        config.update(stored_config or {})
-        net = create_model(name, **config)
-        load_weights_into(net, weights, name)
-        self.name, self.config, self.weights, self.spec = name, config, weights, spec
+        loaded = resolve_model(model, weights)
+        if loaded.qat:
+            raise WeightsMismatchError(f"{loaded.weights} holds quantization-aware (QAT) weights: "
+                                       "export them to int8 with export_to_tflite.py instead")
+        spec = get_spec(loaded.name)
+        forward = spec.forward
+        if forward.image_input.kind != "packed_bayer" or forward.image_output.kind != "srgb":
+            raise InputShapeError(f"model {spec.name!r} does not render packed Bayer to sRGB "
+                                  f"({forward.image_input.kind} -> {forward.image_output.kind})")
+        self.name, self.config, self.weights, self.spec = (spec.name, loaded.config,
+                                                           pathlib.Path(loaded.weights), spec)
+        name, config = spec.name, loaded.config
         try:
-            self.runner = TiledRunner(net, spec.size_multiple, rebuild=lambda: create_model(name, **config))
+            self.runner = TiledRunner(loaded.model, forward.size_multiple,
+                                      rebuild=lambda: create_model(name, **config))
         except TilingError as e:
-            raise TilingError(f"{name} {config} ({weights}): {e} (PyNET: use level 0 weights)") from None
-        if self.runner.footprint.output_scale != 2:
+            raise TilingError(f"{name} {config} ({self.weights}): {e} (a model trained in stages: "
+                              f"use the weights of its last stage)") from None
+        if self.runner.footprint.output_scale != forward.output_scale:
             raise InputShapeError(
-                f"{name} {config} outputs {self.runner.footprint.output_scale}x its input, not a "
-                "full-resolution image (PyNET: use level 0 weights)")
+                f"{name} {config} outputs {self.runner.footprint.output_scale}x its input, not "
+                f"{forward.output_scale}x (a model trained in stages: use the weights of its last stage)")
 
     def _packed(self, raw):
         from isp_tf.raw import pack_bayer

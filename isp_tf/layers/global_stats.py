@@ -29,7 +29,7 @@ finds the layers' dependencies from those reductions in the traced graph.
 
 Built inside :func:`tiling_mode`, each layer gets a few non-trainable variables
 (:attr:`GlobalStatsLayer.TILING_VARIABLES`) so a tiler
-(:mod:`isp_tf.infer.tiling`) can, one image at a time (batch 1),
+(:mod:`isp_tf.tiling`) can, one image at a time (batch 1),
 
 1. set ``core_box`` / ``input_hw`` (tile's own region and size, in model-input
    pixels, relative to the tile) and read back ``terms`` (sum of

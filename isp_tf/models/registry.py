@@ -1,23 +1,159 @@
 """The one model registry: every command finds everything about a model here.
 
-Each method lives in its own module that defines ``SPEC = ModelSpec(...)``.
-Listing names does not import TensorFlow (so ``--help`` is fast); asking for a
-spec imports the model module.  Adding a method means writing its module and
-adding one line to ``_MODULES``.
+Each method is one folder ``isp_tf/models/<name>/`` whose ``__init__.py``
+defines ``SPEC = ModelSpec(...)``: the model's whole contract.  Listing names
+does not import TensorFlow (so ``--help`` is fast); asking for a spec imports
+the model's package.  Adding a method means writing its folder and adding one
+line to ``_MODULES`` (see ``docs/ADDING_A_METHOD.md``).
+
+What the commands read from a spec:
+
+* ``train``: :attr:`ModelSpec.recipe_path`, :attr:`ModelSpec.stages` (each
+  stage's builder overrides, target transform, run sub-folder, and whether it
+  starts from the previous stage), the forward direction's input kind (handed
+  to :func:`isp_tf.data.build_dataset`).
+* ``infer``: the default weights (:attr:`ModelSpec.weights_path`), the input
+  and output ports of each direction (what the renderer feeds and gets back),
+  ``size_multiple`` and ``output_scale`` (tiling, padding).
+* ``export``: the ports (shapes, dtypes and normalisation written into the
+  JSON beside the ``.tflite``), :attr:`ModelSpec.variants` (e.g. MicroISP's
+  merged branches), :attr:`ModelSpec.qat_configs` (how tfmot quantises the
+  model's own layers) and :attr:`ModelSpec.cpu_ops` (ops NNAPI 1.2 is known to
+  refuse at a precision, which the contract tests expect by name).
+* ``benchmarks``: the directions, variants and presets.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Dict, Optional, Tuple
+import pathlib
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from isp_tf.errors import UnknownModelError
 
-# name -> module that defines SPEC.  Order is the order shown to users.
+# name -> package that defines SPEC.  Order is the order shown to users.
 _MODULES: Dict[str, str] = {
     "microisp": "isp_tf.models.microisp",
     "pynet": "isp_tf.models.pynet",
+    "invisp": "isp_tf.models.invisp",
 }
+
+#: what ``python -m isp_tf.infer`` renders with when neither --model nor --weights names one
+DEFAULT_MODEL = "microisp"
+
+#: the kinds of tensors a model port may carry
+PORT_KINDS = {
+    "packed_bayer": "(h, w, 4) float32, channels [R, G1, G2, B] of an RGGB quad "
+                    "(isp_tf.raw.pack_bayer): (raw - black) / (white - black), in [0, 1]",
+    "bayer": "(H, W, 1) float32 RGGB mosaic, (raw - black) / (white - black), in [0, 1]",
+    "linear_rgb": "(H, W, 3) float32 camera RGB, demosaiced and white balanced, linear, in [0, 1]",
+    "srgb": "(H, W, 3) float32 sRGB-encoded [R, G, B] in [0, 1]",
+    "vector": "(n,) float32 per-frame values (e.g. camera parameters), the same for every tile",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One input or output of a model direction.
+
+    Attributes:
+      name: the Keras input/output name (and the TFLite tensor's).
+      kind: a key of :data:`PORT_KINDS`.
+      channels: last-axis size (vector length for ``kind="vector"``).
+      normalise: how a caller turns its data into this tensor (inputs) or
+        the tensor into its data (outputs); written into the export JSON.
+      value_range: the values the tensor is meant to hold (outputs may
+        overshoot, e.g. MicroISP's tanh head reaches 0.5 +- 0.58).
+    """
+
+    name: str
+    kind: str
+    channels: int
+    normalise: str = ""
+    value_range: Tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self):
+        if self.kind not in PORT_KINDS:
+            raise ValueError(f"port {self.name!r}: unknown kind {self.kind!r}; known: {', '.join(PORT_KINDS)}")
+
+    @property
+    def spatial(self) -> bool:
+        return self.kind != "vector"
+
+    @property
+    def layout(self) -> str:
+        return PORT_KINDS[self.kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    """One way through a method (``forward``: RAW -> sRGB; ``inverse``: sRGB -> RAW).
+
+    Attributes:
+      name: ``--direction`` value.
+      inputs, outputs: :class:`Port` tuples; the first input and the first
+        output are the images, the frame is cut into tiles on them.
+      output_scale: output image side / input image side (2: packed Bayer -> RGB).
+      size_multiple: input image height and width must be multiples of this.
+      derive: for a direction that shares the forward model's weights (an
+        invertible network): ``derive(forward_model) -> keras.Model``.
+        ``None`` for the forward direction (``ModelSpec.build``).
+    """
+
+    name: str
+    inputs: Tuple[Port, ...]
+    outputs: Tuple[Port, ...]
+    output_scale: int = 1
+    size_multiple: int = 1
+    derive: Optional[Callable[[Any], Any]] = None
+
+    @property
+    def image_input(self) -> Port:
+        return self.inputs[0]
+
+    @property
+    def image_output(self) -> Port:
+        return self.outputs[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a method trained in stages (PyNET: level 5, then 4, ... 0).
+
+    Attributes:
+      name: ``--stage`` value and the key of the recipe's ``"stages"`` section.
+      config: builder keyword arguments of this stage's model (``{"level": 3}``).
+      folder: run sub-folder of the stage (``RUN_DIR/<folder>``).
+      starts_from_previous: the stage starts from the previous stage's final
+        weights (the stage before it in :attr:`ModelSpec.stages`).
+      target: ``target(rgb_batch) -> batch`` the stage learns (PyNET: the
+        target downscaled by ``2**level``); ``None`` keeps the target.
+      transfer: ``transfer(previous_model, model) -> [layer names]`` copies
+        the previous stage's weights (``None``: load the whole file).
+    """
+
+    name: str
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    folder: str = ""
+    starts_from_previous: bool = False
+    target: Optional[Callable[[Any], Any]] = None
+    transfer: Optional[Callable[[Any, Any], Any]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Another graph of the same function, for export and benchmarks.
+
+    ``transform(model) -> model`` keeps the weights' arithmetic (e.g.
+    MicroISP's branches merged into 12-channel convolutions).  ``nnapi``:
+    every op of the result is NNAPI 1.2 legal (``False``: a CPU-only variant,
+    labelled so in exports and benchmark tables).
+    """
+
+    name: str
+    transform: Callable[[Any], Any]
+    description: str = ""
+    nnapi: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,32 +162,147 @@ class ModelSpec:
 
     Attributes:
       name: registry name (``--model``).
-      build: ``build(**config) -> tf_keras.Model``; spatial dims of the input
-        are ``None`` unless ``input_shape=(H, W, C)`` is passed in config.
+      build: ``build(**config) -> tf_keras.Model``, the forward direction;
+        spatial dims of the input are ``None`` unless ``input_shape`` is given.
       description: one line for ``--help``.
-      input_kind: what the model eats.  ``"packed_bayer"``: (H/2, W/2, 4)
-        float32 in [0, 1], black-subtracted, white-normalised, canonical RGGB
-        order (``isp_tf.raw.pack_bayer``).
-      output_kind: ``"srgb"``: (H, W, 3) float32 in [0, 1], sRGB-encoded.
-      output_scale: output side / input side (2 for packed Bayer -> RGB).
-      size_multiple: input H and W (in input pixels) must be multiples of this.
-      default_config: keyword arguments of ``build`` for the published model.
-      small_config: a tiny variant for tests and CI.
-      recipe: file name of the training recipe in ``isp_tf/train/recipes``.
-      default_weights: file name in ``isp_tf/weights`` shipped with the package, if any.
+      home: the method's folder (recipes and shipped weights live there).
+      directions: ``forward`` first, then any other (:class:`Direction`).
+      presets: named builder configs; ``published`` (the paper's model) and
+        ``small`` (tests, CI) always exist.
+      published_parameters: parameter count of ``create_model(name)`` at the
+        published preset (checked by the contract tests).
+      recipe: training recipe file name in :attr:`home`.
+      weights: shipped weights file name in ``home/weights/``, if any.
+      stages: :class:`Stage` tuple in training order (empty: one stage).
+      variants: name -> :class:`Variant`.
+      qat_configs: Keras layer class name -> tfmot treatment of the model's own
+        layers: ``"noop"`` (pure data movement), ``"output"`` (quantise the
+        output only) or ``"sublayers"`` (quantise the kernels of nested
+        convolutions and the output) -- see :mod:`isp_tf.export.qat`.
+      cpu_ops: precision -> TFLite op names the NNAPI 1.2 delegate refuses in
+        this model's published graph (e.g. PyNET's int8 RSQRT): the exporter
+        refuses such an export unless CPU fallback is allowed, and the
+        contract tests expect exactly these ops to be named.
+      objective: the training loss of a method whose loss is not "image
+        terms of forward(x) against y" (InvISP also scores the inverse of the
+        JPEG-compressed output against the RAW):
+        ``objective(model, x, y, image_loss) -> (terms, prediction)`` with
+        ``terms`` a dict of unweighted per-example losses (weighted by the
+        recipe's ``loss``) and ``prediction`` the forward image (validation
+        PSNR/SSIM).  ``image_loss`` is the :class:`~isp_tf.losses.CompositeLoss`
+        of the recipe's standard terms (``None`` if it names none).  ``None``:
+        ``image_loss.terms(y, model(x))``.
+      loss_terms: names of the terms ``objective`` computes itself (allowed in
+        the recipe's ``loss`` besides :data:`isp_tf.losses.LOSS_TERMS`).
     """
 
     name: str
     build: Callable[..., Any]
     description: str
-    input_kind: str = "packed_bayer"
-    output_kind: str = "srgb"
-    output_scale: int = 2
-    size_multiple: int = 1
-    default_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    small_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    home: pathlib.Path
+    directions: Tuple[Direction, ...]
+    presets: Mapping[str, Mapping[str, Any]]
+    published_parameters: int
     recipe: Optional[str] = None
-    default_weights: Optional[str] = None
+    weights: Optional[str] = None
+    stages: Tuple[Stage, ...] = ()
+    variants: Mapping[str, Variant] = dataclasses.field(default_factory=dict)
+    qat_configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cpu_ops: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    objective: Optional[Callable[..., Any]] = None
+    loss_terms: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.directions or self.directions[0].name != "forward":
+            raise ValueError(f"{self.name}: the first direction must be 'forward'")
+        missing = {"published", "small"} - set(self.presets)
+        if missing:
+            raise ValueError(f"{self.name}: presets {sorted(missing)} are required")
+
+    # -- directions --------------------------------------------------------
+    def direction(self, name: Optional[str] = None) -> Direction:
+        """The :class:`Direction` called ``name`` (default ``forward``)."""
+        name = name or "forward"
+        for d in self.directions:
+            if d.name == name:
+                return d
+        raise UnknownModelError(f"{self.name} has no direction {name!r}; it has "
+                                f"{', '.join(d.name for d in self.directions)}")
+
+    @property
+    def forward(self) -> Direction:
+        return self.directions[0]
+
+    @property
+    def inputs(self) -> Tuple[Port, ...]:
+        return self.forward.inputs
+
+    @property
+    def outputs(self) -> Tuple[Port, ...]:
+        return self.forward.outputs
+
+    @property
+    def input_kind(self) -> str:
+        return self.forward.image_input.kind
+
+    @property
+    def output_kind(self) -> str:
+        return self.forward.image_output.kind
+
+    @property
+    def input_channels(self) -> int:
+        return self.forward.image_input.channels
+
+    @property
+    def output_scale(self) -> int:
+        return self.forward.output_scale
+
+    @property
+    def size_multiple(self) -> int:
+        return self.forward.size_multiple
+
+    # -- presets, files, stages ----------------------------------------------
+    def preset(self, name: str = "published") -> Dict[str, Any]:
+        if name not in self.presets:
+            raise UnknownModelError(f"{self.name} has no preset {name!r}; presets: {', '.join(self.presets)}")
+        return dict(self.presets[name])
+
+    @property
+    def default_config(self) -> Dict[str, Any]:
+        """The published preset's builder arguments."""
+        return self.preset("published")
+
+    @property
+    def small_config(self) -> Dict[str, Any]:
+        """The small (test) preset's builder arguments."""
+        return self.preset("small")
+
+    @property
+    def recipe_path(self) -> Optional[pathlib.Path]:
+        return self.home / self.recipe if self.recipe else None
+
+    @property
+    def weights_path(self) -> Optional[pathlib.Path]:
+        """The shipped weights file (``None`` when the method ships none)."""
+        return self.home / "weights" / self.weights if self.weights else None
+
+    def stage(self, name) -> Stage:
+        for s in self.stages:
+            if s.name == str(name):
+                return s
+        raise UnknownModelError(f"{self.name} has no stage {name!r}; stages: "
+                                f"{', '.join(s.name for s in self.stages) or 'none'}")
+
+    def previous_stage(self, name) -> Optional[Stage]:
+        names = [s.name for s in self.stages]
+        i = names.index(str(name))
+        return self.stages[i - 1] if i > 0 else None
+
+    def variant(self, name: str) -> Variant:
+        if name not in self.variants:
+            raise UnknownModelError(f"{self.name} has no variant {name!r}; variants: "
+                                    f"{', '.join(self.variants) or 'none'}")
+        return self.variants[name]
 
 
 def available_models() -> Tuple[str, ...]:
@@ -68,13 +319,34 @@ def get_spec(name: str) -> ModelSpec:
     return importlib.import_module(_MODULES[key]).SPEC
 
 
-def create_model(name: str, small: bool = False, **config):
+def model_config(name: str, small: bool = False, preset: Optional[str] = None, **config) -> Dict[str, Any]:
+    """The builder arguments ``create_model`` would use (preset, then ``config``)."""
+    spec = get_spec(name)
+    kwargs = spec.preset(preset or ("small" if small else "published"))
+    kwargs.update(config)
+    return kwargs
+
+
+def create_model(name: str, small: bool = False, preset: Optional[str] = None,
+                 direction: Optional[str] = None, **config):
     """Build model ``name`` (a tf_keras Model).
 
-    ``small=True`` starts from the spec's tiny test config; ``config`` overrides
-    individual keyword arguments of the builder.
+    ``small=True`` (or ``preset="small"``) starts from the spec's tiny test
+    preset; ``config`` overrides individual keyword arguments of the builder.
+    ``direction`` (default ``forward``) builds another direction of the method
+    from a freshly built forward model (use :func:`derive_direction` to get it
+    from a trained one).
     """
     spec = get_spec(name)
-    kwargs = dict(spec.small_config if small else spec.default_config)
-    kwargs.update(config)
-    return spec.build(**kwargs)
+    model = spec.build(**model_config(name, small, preset, **config))
+    if direction in (None, "forward"):
+        return model
+    return derive_direction(spec, model, direction)
+
+
+def derive_direction(spec: ModelSpec, forward_model, direction: str):
+    """The ``direction`` model of ``spec`` sharing ``forward_model``'s weights."""
+    d = spec.direction(direction)
+    if d.derive is None:
+        return forward_model
+    return d.derive(forward_model)

@@ -21,9 +21,11 @@ tiling state variables of :class:`~isp_tf.layers.GlobalStatsLayer` are skipped.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
+from typing import Optional, Tuple
 
 import h5py
 import numpy as np
@@ -34,11 +36,15 @@ from isp_tf.errors import MissingFileError, WeightsMismatchError
 from isp_tf.layers.global_stats import GlobalStatsLayer
 from isp_tf.utils import atomic_path
 
-__all__ = ["load_model", "load_weights_into", "read_header", "save_weights"]
+__all__ = ["FINAL_WEIGHTS", "LoadedModel", "find_weights", "is_qat_weights", "load_model",
+           "load_weights_into", "read_header", "resolve_model", "resolve_weights", "save_weights"]
 
 NAME_ATTR = "isp_tf_model"
 CONFIG_ATTR = "isp_tf_config"
 VERSION_ATTR = "isp_tf_version"
+QAT_ATTR = "isp_tf_qat"  # set by isp_tf.export.qat.save_qat_weights
+#: the weights a training run leaves in its folder
+FINAL_WEIGHTS = "final.weights.h5"
 _TILING_STATE = GlobalStatsLayer.TILING_VARIABLES
 
 
@@ -181,3 +187,121 @@ def load_model(path):
             f"build the model yourself and use load_weights_into(model, path)")
     model = create_model(name, **(config or {}))
     return load_weights_into(model, path, name), name, config
+
+
+# --- the one weights resolver: which file, which model, built and loaded -------------
+def find_weights(path) -> pathlib.Path:
+    """A weights file, or the final weights of a run folder (``RUN_DIR/final.weights.h5``)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if (path / FINAL_WEIGHTS).is_file():
+            return path / FINAL_WEIGHTS
+        raise MissingFileError(f"{path} holds no final weights ({FINAL_WEIGHTS}); has its training finished?")
+    if not path.is_file():
+        raise MissingFileError(f"weights file {path} not found (train one with `python -m isp_tf.train` "
+                               f"or pass the path of an existing .h5 weights file)")
+    return path
+
+
+def is_qat_weights(path) -> bool:
+    """Whether ``path`` holds quantization-aware weights (``isp_tf.export.qat.save_qat_weights``)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get(QAT_ATTR, 0))
+    except OSError:
+        return False
+
+
+def resolve_weights(model: Optional[str] = None, weights=None) -> Tuple[str, pathlib.Path]:
+    """``(model name, weights file)`` for a command's ``--model`` / ``--weights``.
+
+    ``weights`` may be a file or a run folder; its stored model name must agree
+    with ``model`` (which defaults to it).  Without ``weights`` the model's
+    shipped weights (``ModelSpec.weights_path``) are used, and the registry's
+    :data:`~isp_tf.models.registry.DEFAULT_MODEL` when neither is given.
+    Raises :class:`UnknownModelError`, :class:`MissingFileError` (saying how to
+    get the file) or :class:`WeightsMismatchError`.
+    """
+    from isp_tf.models.registry import DEFAULT_MODEL, get_spec
+
+    if model is not None:
+        model = get_spec(model).name  # unknown names fail before any file is read
+    if weights is None:
+        spec = get_spec(model or DEFAULT_MODEL)
+        path = spec.weights_path
+        if path is None:
+            raise MissingFileError(
+                f"model {spec.name!r} ships no default weights: pass --weights PATH (train them with "
+                f"`python -m isp_tf.train --model {spec.name} ...`)")
+        if not path.is_file():
+            raise MissingFileError(
+                f"the shipped weights of {spec.name} ({path}) are missing: reinstall isp_tf, train them "
+                f"with `python -m isp_tf.train --model {spec.name} ...` (README, 'Reference weights'), "
+                f"or pass --weights PATH")
+        return spec.name, path
+    path = find_weights(weights)
+    stored, _ = read_header(path)
+    if stored is not None and model is not None and stored.lower() != model:
+        raise WeightsMismatchError(
+            f"{path} holds weights of model {stored!r}, not of {model!r} "
+            f"(drop --model or pass weights trained for {model})")
+    name = model or (stored.lower() if stored else None)
+    if name is None:
+        raise WeightsMismatchError(
+            f"{path} carries no isp_tf model name (a plain Keras weights file?): pass --model NAME")
+    return get_spec(name).name, path
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A built model with its weights: what infer, export, evaluate and benchmarks run."""
+
+    model: object
+    name: str
+    config: dict
+    weights: Optional[str]
+    qat: bool = False
+
+
+def resolve_model(model: Optional[str] = None, weights=None, *, small: bool = False,
+                  config: Optional[dict] = None, fresh: bool = False, seed: int = 0,
+                  tiling: bool = False) -> LoadedModel:
+    """Resolve (:func:`resolve_weights`), build and load a model in one place.
+
+    ``fresh=True`` (export, benchmarks): without ``weights`` a model that
+    ships none (or ``small`` / ``config`` asked for another config than the
+    shipped one) is built freshly initialised (``seed``) instead of failing.
+    QAT weights files come back as the quantization-aware model (``qat=True``).
+    ``tiling=True`` builds the tiling variant (:func:`isp_tf.layers.tiling_mode`).
+    """
+    from isp_tf._keras import keras
+    from isp_tf.errors import ExportError
+    from isp_tf.layers.global_stats import tiling_mode
+    from isp_tf.models.registry import DEFAULT_MODEL, create_model, get_spec, model_config
+
+    spec = get_spec(model or (read_header(find_weights(weights))[0] if weights is not None else None)
+                    or DEFAULT_MODEL)
+    if config and weights is not None:
+        raise ExportError(f"config overrides {config} with --weights {weights}: the weights file "
+                          "fixes the config")
+    if weights is None and (small or config or spec.weights_path is None) and fresh:
+        keras.utils.set_random_seed(seed)
+        full = model_config(spec.name, small, **(config or {}))
+        try:
+            with tiling_mode(tiling):
+                built = create_model(spec.name, **full)
+        except (TypeError, ValueError) as exc:
+            raise ExportError(f"{spec.name}: cannot build with config {full}: {exc}") from None
+        return LoadedModel(built, spec.name, full, None)
+    name, path = resolve_weights(spec.name, weights)
+    if is_qat_weights(path):
+        from isp_tf.export.qat import load_qat_model
+
+        built, stored = load_qat_model(path, expected_name=name)
+        return LoadedModel(built, name, stored, str(path), qat=True)
+    _, stored = read_header(path)
+    full = model_config(name, small) if stored is None else model_config(name, **stored)
+    with tiling_mode(tiling):
+        built = create_model(name, **full)
+    load_weights_into(built, path, name)
+    return LoadedModel(built, name, full, str(path))

@@ -44,8 +44,14 @@ _ILLUMINANT_KELVIN = {1: 5500, 2: 4150, 3: 2850, 4: 5500, 9: 5500, 10: 6500, 11:
                       12: 6430, 13: 5000, 14: 4150, 15: 3450, 17: 2856, 18: 4874, 19: 6774,
                       20: 5503, 21: 6504, 22: 7504, 23: 5003, 24: 3200}
 
-#: File name extensions of TIFF-based RAW formats (a hint when the header is damaged).
-RAW_EXTENSIONS = {".dng", ".cr2", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".pef", ".srw",
+#: File name endings of camera RAW files (any format LibRaw reads), most common first:
+#: what folders given to infer, datasets and samples are searched for.
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf",
+                  ".rw2", ".pef", ".srw", ".raf", ".3fr", ".ari", ".dcr", ".erf", ".fff", ".iiq",
+                  ".k25", ".kdc", ".mef", ".mos", ".mrw", ".raw", ".rwl", ".x3f")
+
+#: The TIFF-based ones among them (a hint when a TIFF header is damaged).
+TIFF_RAW_EXTENSIONS = {".dng", ".cr2", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".pef", ".srw",
                   ".orf", ".rw2", ".raw", ".rwl", ".iiq", ".3fr", ".erf", ".kdc", ".dcr",
                   ".mos", ".mef", ".fff"}
 
@@ -331,7 +337,7 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
         if 271 in tags or photometric in (32803, 34892):  # camera-written TIFF-based RAW
             return CorruptRawError(path, f"a camera TIFF-based RAW that LibRaw cannot parse "
                                          f"(truncated or damaged): {libraw_msg}")
-        if pathlib.Path(path).suffix.lower() in RAW_EXTENSIONS:
+        if pathlib.Path(path).suffix.lower() in TIFF_RAW_EXTENSIONS:
             return CorruptRawError(path, f"named like a RAW file but its TIFF directory holds "
                                          f"no RAW tags (damaged header?): {libraw_msg}")
         return NotRawError(path, "a TIFF image, not a camera RAW file")

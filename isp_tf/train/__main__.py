@@ -6,9 +6,9 @@ Examples::
     python -m isp_tf.train --model microisp --data synthetic:64 \\
         --data rendered:../shared/raw_samples --out runs/microisp
 
-    # PyNET, level by level; each level starts from the previous one in --out
+    # PyNET, stage by stage (its levels 5..0); each starts from the previous one in --out
     for k in 5 4 3 2 1 0; do
-        python -m isp_tf.train --model pynet --level $k --data zurich:/data/zurich --out runs/pynet
+        python -m isp_tf.train --model pynet --stage $k --data zurich:/data/zurich --out runs/pynet
     done
 
     # continue a run that was killed, with the same step and optimizer state
@@ -18,7 +18,8 @@ Examples::
     python -m isp_tf.train --model microisp --data synthetic:64 --out runs/microisp --qat
 
 Exit status: 0 on success, 2 for bad input (unknown model, bad --data spec,
-missing files, weights of another model...), 130 when interrupted.
+missing files, weights of another model...), 1 for an unexpected failure
+(one line; --debug shows the traceback), 130 when interrupted.
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ import os
 import pathlib
 import sys
 
-from isp_tf.errors import IspTfError, MissingFileError
+from isp_tf.cli import add_debug_flag, run_command
+from isp_tf.errors import MissingFileError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 #: flags that change what is trained; --resume refuses them (the run folder decides)
-_SETTING_FLAGS = ("model", "data", "val_data", "recipe", "level", "epochs", "steps_per_epoch",
+_SETTING_FLAGS = ("model", "data", "val_data", "recipe", "stage", "epochs", "steps_per_epoch",
                   "batch_size", "patch_size", "lr", "small", "seed", "init_from", "vgg",
                   "checkpoint_every", "validation_steps", "deterministic")
 
@@ -49,13 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", action="append", metavar="LAYOUT:PATH",
                    help="validation data (default: the 'val' split of --data)")
     p.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="run folder (PyNET: RUN_DIR/level_<k>; --qat: .../qat)")
-    p.add_argument("--recipe", metavar="FILE", help="recipe JSON (default: the model's own in isp_tf/train/recipes)")
-    p.add_argument("--level", type=int, choices=range(6), metavar="{5..0}",
-                   help="PyNET level to train; level k starts from level k+1's weights")
+                   help="run folder (a staged method: RUN_DIR/<stage folder>, e.g. PyNET's "
+                        "RUN_DIR/level_<k>; --qat: .../qat)")
+    p.add_argument("--recipe", metavar="FILE",
+                   help="recipe JSON (default: the model's own, isp_tf/models/<model>/recipe.json)")
+    p.add_argument("--stage", "--level", dest="stage", metavar="NAME",
+                   help="stage to train, for methods trained in stages (PyNET: its levels 5..0; "
+                        "--level is an alias); a stage starts from the previous stage's weights in --out")
     p.add_argument("--init-from", metavar="RUN_DIR|WEIGHTS",
-                   help="start from these weights (a run folder or a .weights.h5); PyNET finds the "
-                        "previous level in --out by itself")
+                   help="start from these weights (a run folder or a .weights.h5); a staged method "
+                        "finds the previous stage in --out by itself")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint, settings as stored")
     g = p.add_argument_group("recipe overrides")
@@ -78,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop cleanly (checkpoint + final weights) after this many minutes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(p)
     return p
 
 
@@ -101,20 +107,22 @@ def _settings_from_args(args, parser):
     overrides = dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                      patch_size=args.patch_size, learning_rate=args.lr, checkpoint_every=args.checkpoint_every,
                      validation_steps=args.validation_steps)
-    recipe = resolve_recipe(spec.name, level=args.level, path=args.recipe,
+    recipe = resolve_recipe(spec.name, stage=args.stage, path=args.recipe,
                             overrides=None if args.qat else overrides)
-    run_dir = out if recipe.level is None else out / f"level_{recipe.level}"
+    stage = None if recipe.stage is None else spec.stage(recipe.stage)
+    run_dir = out if stage is None else out / (stage.folder or stage.name)
     init_from = args.init_from
     if args.qat:
         init_from = init_from or str(run_dir)
         run_dir = run_dir / "qat"
         recipe = qat_recipe(recipe, overrides)
-    elif recipe.level is not None and recipe.level < 5 and not init_from:
-        previous = out / f"level_{recipe.level + 1}"
+    elif stage is not None and stage.starts_from_previous and not init_from:
+        before = spec.previous_stage(stage.name)
+        previous = out / (before.folder or before.name)
         if not (previous / FINAL_WEIGHTS).is_file():
             raise MissingFileError(
-                f"{spec.name} level {recipe.level} starts from level {recipe.level + 1}'s weights, "
-                f"which are not in {previous}: train --level {recipe.level + 1} with the same --out "
+                f"{spec.name} stage {stage.name} starts from stage {before.name}'s weights, "
+                f"which are not in {previous}: train --stage {before.name} with the same --out "
                 f"first, or pass --init-from")
         init_from = str(previous)
     if "vgg" in recipe.loss:  # fail now, not after the model is built
@@ -122,7 +130,8 @@ def _settings_from_args(args, parser):
 
         find_vgg_weights(args.vgg)
     config = dict(spec.small_config if args.small else spec.default_config)
-    config.pop("level", None)
+    for key in (stage.config if stage is not None else {}):
+        config.pop(key, None)  # the stage decides (see trainer.stage_config)
     settings = RunSettings(model=spec.name, model_config=config, data=list(args.data), recipe=recipe,
                            val_data=list(args.val_data) if args.val_data else None,
                            seed=0 if args.seed is None else args.seed, small=args.small, init_from=init_from,
@@ -131,9 +140,8 @@ def _settings_from_args(args, parser):
 
 
 def _resume_dir(args) -> pathlib.Path:
+    """--out is the run folder itself (a stage's: RUN_DIR/<stage folder>); --qat: its qat/."""
     out = pathlib.Path(args.out)
-    if args.level is not None:
-        out = out / f"level_{args.level}"
     return out / "qat" if args.qat else out
 
 
@@ -142,12 +150,13 @@ def main(argv=None, callbacks=()) -> int:
     args = parser.parse_args(argv)
     if args.qat:  # tfmot's fake-quant convolutions crash oneDNN's strided 1x1 kernels
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    try:
-        if args.resume:
-            given = [f"--{k.replace('_', '-')}" for k in _SETTING_FLAGS
-                     if getattr(args, k) not in (None, False)]
-            if given:
-                parser.error(f"--resume continues the run as stored in its run.json; drop {', '.join(given)}")
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _SETTING_FLAGS
+                 if getattr(args, k) not in (None, False)]
+        if given:
+            parser.error(f"--resume continues the run as stored in its run.json; drop {', '.join(given)}")
+
+    def body() -> int:
         _check_specs(args.data)
         _check_specs(args.val_data)
         from isp_tf.train.trainer import make_strategy, read_run, train
@@ -161,23 +170,13 @@ def main(argv=None, callbacks=()) -> int:
         result = train(settings, run_dir, strategy=strategy, resume=args.resume,
                        callbacks=callbacks, verbose=0 if args.quiet else 1,
                        time_limit=None if args.time_limit is None else 60.0 * args.time_limit)
-    except IspTfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a file that fails to decode mid-run surfaces as a TF op error
-        if type(exc).__module__.startswith("tensorflow") and "DatasetError" in str(exc):
-            reason = next((line for line in str(exc).splitlines() if "DatasetError" in line), str(exc))
-            print(f"error: training data: {reason.strip()} (checkpoints kept; fix the file, "
-                  f"then continue with --resume)", file=sys.stderr)
-            return 2
-        raise
-    if result.history and not args.quiet:
-        last = result.history[-1]
-        print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_")))
-    return 0
+        if result.history and not args.quiet:
+            last = result.history[-1]
+            print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_")))
+        return 0
+
+    return run_command(body, debug=args.debug, interrupted="interrupted; continue with --resume",
+                       wrapped_hint=" (checkpoints kept; fix the file, then continue with --resume)")
 
 
 if __name__ == "__main__":

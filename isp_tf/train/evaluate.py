@@ -16,7 +16,7 @@ PSNR there would be infinite and the comparison meaningless.
 Example::
 
     python -m isp_tf.train.evaluate --model microisp \\
-        --weights isp_tf/weights/microisp_reference.weights.h5 --data synthetic:8:chelsea,coffee
+        --weights isp_tf/models/microisp/weights/microisp_reference.weights.h5 --data synthetic:8:chelsea,coffee
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from isp_tf.cli import add_debug_flag, run_command
 from isp_tf.errors import IspTfError
 
 
@@ -103,38 +104,28 @@ def build_parser():
     p.add_argument("--per-image", action="store_true", help="also print one row per image")
     p.add_argument("--json", metavar="FILE", help="write per-image rows and means as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(p)
     return p
 
 
 def _load(model_name, weights):
-    from isp_tf.models import get_spec
-    from isp_tf.models.weights import load_model
-    from isp_tf.train.trainer import find_weights
-    from isp_tf.errors import MissingFileError, WeightsMismatchError
+    from isp_tf.models.weights import resolve_model
 
-    if weights is None:
-        spec = get_spec(model_name)
-        if not spec.default_weights:
-            raise MissingFileError(f"{model_name} ships no weights; pass --weights")
-        weights = pathlib.Path(__file__).resolve().parents[1] / "weights" / spec.default_weights
-    path = find_weights(weights)
-    model, name, config = load_model(path)
-    if name != get_spec(model_name).name:
-        raise WeightsMismatchError(f"{path} holds weights of model {name!r}, not {model_name!r}")
-    return model, path
+    loaded = resolve_model(model_name, weights)
+    return loaded.model, pathlib.Path(loaded.weights)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from isp_tf.data.layouts import find_examples
+    return run_command(lambda: _evaluate(args), debug=args.debug)
 
-        examples = [e for spec in args.data for e in find_examples(spec, args.split, args.seed)]
-        model, path = _load(args.model, args.weights)
-        rows = evaluate_pairs(model, examples, progress=not args.quiet)
-    except IspTfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _evaluate(args) -> int:
+    from isp_tf.data.layouts import find_examples
+
+    examples = [e for spec in args.data for e in find_examples(spec, args.split, args.seed)]
+    model, path = _load(args.model, args.weights)
+    rows = evaluate_pairs(model, examples, progress=not args.quiet)
     data_label = " ".join(f"--data {d}" for d in args.data) + f" (split {args.split}, seed {args.seed})"
     print(markdown_table(rows, f"{args.model} (`{path.name}`)", data_label))
     if args.per_image:

@@ -1,9 +1,9 @@
-"""Training recipes: one JSON file per model in ``isp_tf/train/recipes/``.
+"""Training recipes: one JSON file per method, in its folder (``ModelSpec.recipe_path``).
 
 A recipe holds everything a run needs besides the data: optimizer, learning
-rate schedule, batch and patch size, loss terms, epochs and steps.  Models
-trained in stages (PyNET's levels) keep the shared values at the top and the
-per-level ones under ``"levels"``.  Command-line flags override single values
+rate schedule, batch and patch size, loss terms, epochs and steps.  Methods
+trained in stages (``ModelSpec.stages``, e.g. PyNET's levels) keep the shared
+values at the top and the per-stage ones under ``"stages"``.  Command-line flags override single values
 (:func:`resolve_recipe`); the resolved recipe is stored in the run folder so
 ``--resume`` continues with exactly the same settings.
 """
@@ -17,8 +17,6 @@ from typing import Any, Dict, Mapping, Optional
 
 from isp_tf.errors import IspTfError
 
-RECIPE_DIR = pathlib.Path(__file__).resolve().parent / "recipes"
-
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "piecewise")
 
@@ -29,7 +27,7 @@ class RecipeError(IspTfError, ValueError):
 
 @dataclasses.dataclass
 class Recipe:
-    """A fully resolved recipe (one level, overrides applied).
+    """A fully resolved recipe (one stage, overrides applied).
 
     Attributes:
       model: registry name.
@@ -46,7 +44,7 @@ class Recipe:
       validation_steps: at most this many validation batches each epoch.
       checkpoint_every: steps between checkpoints (``None``: once per epoch).
       log_every: steps between TensorBoard scalars.
-      level: PyNET level trained by this recipe, else ``None``.
+      stage: the stage (``ModelSpec.stages``) this recipe trains, else ``None``.
       qat: overrides used by ``--qat`` fine-tuning (epochs, steps, learning rate...).
       kernel_initializer: Keras initializer name; a run that starts from scratch
         re-initialises every convolution kernel with it (``None``: keep the
@@ -65,7 +63,7 @@ class Recipe:
     validation_steps: int = 8
     checkpoint_every: Optional[int] = None
     log_every: int = 10
-    level: Optional[int] = None
+    stage: Optional[str] = None
     qat: Dict[str, Any] = dataclasses.field(default_factory=dict)
     kernel_initializer: Optional[str] = None
     about: str = ""
@@ -84,6 +82,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
         names = {f.name for f in dataclasses.fields(cls)}
+        data = dict(data)
+        if "level" in data and "stage" not in data:  # run.json files written before stages
+            level = data.pop("level")
+            data["stage"] = None if level is None else str(level)
         unknown = sorted(set(data) - names)
         if unknown:
             raise RecipeError(f"unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
@@ -122,19 +124,21 @@ class Recipe:
             except ValueError:
                 raise RecipeError(f"kernel_initializer {self.kernel_initializer!r} is not a Keras initializer") from None
         from isp_tf.losses import LOSS_TERMS  # imports TensorFlow: only when a recipe is checked
+        from isp_tf.models import get_spec
 
-        if not self.loss or any(k not in LOSS_TERMS for k in self.loss):
-            raise RecipeError(f"loss must map terms out of {', '.join(LOSS_TERMS)} to weights, got {self.loss!r}")
+        known = tuple(LOSS_TERMS) + tuple(get_spec(self.model).loss_terms)
+        if not self.loss or any(k not in known for k in self.loss):
+            raise RecipeError(f"loss must map terms out of {', '.join(known)} to weights, got {self.loss!r}")
 
 
 def recipe_path(model: str) -> pathlib.Path:
-    """The shipped recipe file of ``model`` (from its registry spec)."""
+    """The shipped recipe file of ``model`` (``ModelSpec.recipe_path``)."""
     from isp_tf.models import get_spec
 
-    spec = get_spec(model)
-    if not spec.recipe:
+    path = get_spec(model).recipe_path
+    if path is None:
         raise RecipeError(f"model {model!r} has no training recipe; pass --recipe FILE")
-    return RECIPE_DIR / spec.recipe
+    return path
 
 
 def read_recipe_file(path) -> Dict[str, Any]:
@@ -147,28 +151,38 @@ def read_recipe_file(path) -> Dict[str, Any]:
         raise RecipeError(f"recipe file {path} is not valid JSON: {exc}") from None
 
 
-def resolve_recipe(model: str, *, level: Optional[int] = None, path=None,
+def resolve_recipe(model: str, *, stage=None, path=None,
                    overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
-    """Read ``model``'s recipe (or ``path``), pick ``level`` and apply ``overrides``.
+    """Read ``model``'s recipe (or ``path``), pick ``stage`` and apply ``overrides``.
 
-    ``overrides`` keys are Recipe fields (``epochs``, ``batch_size``...) plus
-    ``learning_rate``; ``None`` values are ignored (flags not given).
+    A method with stages (``ModelSpec.stages``) needs ``stage``; its recipe
+    holds one entry per stage under ``"stages"``.  ``overrides`` keys are
+    Recipe fields (``epochs``, ``batch_size``...) plus ``learning_rate``;
+    ``None`` values are ignored (flags not given).
     """
+    from isp_tf.models import get_spec
+
+    spec = get_spec(model)
     data = copy.deepcopy(read_recipe_file(path or recipe_path(model)))
-    levels = data.pop("levels", None)
+    stages = data.pop("stages", None)
     if data.get("model", model) != model:
         raise RecipeError(f"recipe {path} is for model {data['model']!r}, not {model!r}")
     data["model"] = model
-    if levels is not None:
-        if level is None:
-            raise RecipeError(f"{model} is trained level by level: pass --level "
-                              f"({', '.join(sorted(levels, reverse=True))})")
-        if str(level) not in levels:
-            raise RecipeError(f"{model} has no level {level}; levels: {', '.join(sorted(levels, reverse=True))}")
-        data.update(copy.deepcopy(levels[str(level)]))
-        data["level"] = int(level)
-    elif level is not None:
-        raise RecipeError(f"{model} is not trained by levels; drop --level")
+    names = [s.name for s in spec.stages]
+    if names:
+        if stage is None:
+            raise RecipeError(f"{model} is trained in stages: pass --stage ({', '.join(names)})")
+        if str(stage) not in names:
+            raise RecipeError(f"{model} has no stage {stage}; stages: {', '.join(names)}")
+        if not stages or str(stage) not in stages:
+            raise RecipeError(f"recipe {path or recipe_path(model)} has no entry for stage {stage} "
+                              f"under \"stages\"")
+        data.update(copy.deepcopy(stages[str(stage)]))
+        data["stage"] = str(stage)
+    elif stage is not None:
+        raise RecipeError(f"{model} is not trained in stages; drop --stage")
+    elif stages is not None:
+        raise RecipeError(f"recipe {path} has \"stages\" but {model} declares none")
     for key, value in (overrides or {}).items():
         if value is None:
             continue

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import pathlib
 import shutil
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -38,10 +37,10 @@ import numpy as np
 from isp_tf._keras import keras, tf
 from isp_tf.errors import IspTfError, MissingFileError, WeightsMismatchError
 from isp_tf.losses import CompositeLoss, metrics
+from isp_tf.models.weights import FINAL_WEIGHTS, find_weights
 from isp_tf.train.recipe import Recipe, RecipeError
 
 RUN_FILE = "run.json"
-FINAL_WEIGHTS = "final.weights.h5"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 HISTORY_FILE = "history.json"
@@ -104,18 +103,6 @@ def write_json(path, data) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
-
-
-def find_weights(path) -> pathlib.Path:
-    """A weights file, or the final weights of a run folder (``--init-from``)."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        if (path / FINAL_WEIGHTS).is_file():
-            return path / FINAL_WEIGHTS
-        raise MissingFileError(f"{path} holds no final weights ({FINAL_WEIGHTS}); has its training finished?")
-    if not path.is_file():
-        raise MissingFileError(f"weights {path} do not exist")
-    return path
 
 
 # --- building blocks ------------------------------------------------------------------
@@ -188,14 +175,6 @@ def make_optimizer(recipe: Recipe):
         raise RecipeError(f"optimizer {name}: {exc}") from None
 
 
-def target_for_level(rgb, level: Optional[int]):
-    """PyNET level ``k`` learns the target bicubically downscaled by ``2**k`` (level 0: full size)."""
-    if not level:
-        return rgb
-    size = tf.shape(rgb)[1:3] // (2 ** level)
-    return tf.clip_by_value(tf.image.resize(rgb, size, method="bicubic", antialias=True), 0.0, 1.0)
-
-
 # --- the loop --------------------------------------------------------------------------
 class Callback:
     """Hooks of :func:`train` (for tests and programmatic use); all optional."""
@@ -215,13 +194,28 @@ class TrainResult:
     history: List[Dict[str, float]]
 
 
+def _stage(settings: RunSettings):
+    """The :class:`~isp_tf.models.registry.Stage` the run trains (``None``: single-stage method)."""
+    from isp_tf.models import get_spec
+
+    if settings.recipe.stage is None:
+        return None
+    return get_spec(settings.model).stage(settings.recipe.stage)
+
+
+def stage_config(settings: RunSettings) -> Dict[str, Any]:
+    """Builder arguments of the run's model: its config plus its stage's."""
+    config = dict(settings.model_config)
+    stage = _stage(settings)
+    if stage is not None:
+        config.update(stage.config)
+    return config
+
+
 def _build_model(settings: RunSettings):
     from isp_tf.models import create_model
 
-    config = dict(settings.model_config)
-    if settings.recipe.level is not None:
-        config["level"] = settings.recipe.level
-    return create_model(settings.model, **config)
+    return create_model(settings.model, **stage_config(settings))
 
 
 def reinitialize_kernels(model, initializer: str, seed: int = 0) -> int:
@@ -248,20 +242,225 @@ def reinitialize_kernels(model, initializer: str, seed: int = 0) -> int:
 
 
 def _load_initial_weights(model, settings: RunSettings) -> str:
-    """Start from ``init_from``: same model -> all weights; previous PyNET level -> shared layers."""
+    """Start from ``init_from``: same model -> all weights; the previous stage -> its ``transfer``."""
     from isp_tf.models import weights as model_weights
 
     path = find_weights(settings.init_from)
-    if settings.recipe.level is not None:  # previous level: copy the layers both levels have
+    stage = _stage(settings)
+    if stage is not None and stage.transfer is not None:
         source, name, config = model_weights.load_model(path)
         if name != settings.model:
             raise WeightsMismatchError(f"{path} holds weights of model {name!r}, not {settings.model!r}")
-        from isp_tf.models.pynet import transfer_level_weights
-
-        copied = transfer_level_weights(source, model)
-        return f"{len(copied)} layers from {path} (level {config.get('level')})"
+        copied = stage.transfer(source, model)
+        return f"{len(copied)} layers from {path} ({config})"
     model_weights.load_weights_into(model, path, settings.model)
     return f"weights of {path}"
+
+
+def _prepare_run_dir(settings: RunSettings, run_dir: pathlib.Path, resume: bool, is_chief: bool) -> None:
+    """Check a resumed run's settings, or create the folder of a new one (``run.json``)."""
+    if resume:
+        stored = read_run(run_dir)
+        if stored.to_dict() != settings.to_dict():
+            raise RecipeError(f"{run_dir}: the settings differ from those the run was started with")
+    elif is_chief:
+        if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / FINAL_WEIGHTS).exists():
+            raise RecipeError(f"{run_dir} already holds a training run; pass --resume to continue it "
+                              f"or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / RUN_FILE, settings.to_dict())
+
+
+@dataclasses.dataclass
+class _State:
+    """What a checkpoint holds, and what starting the run found out."""
+
+    model: Any
+    optimizer: Any
+    loss_fn: Any
+    checkpoint: Any
+    manager: Any
+    step: Any
+    epoch: Any
+    notes: List[str]
+
+
+def _build_state(settings: RunSettings, strategy, ckpt_dir: pathlib.Path, latest, dataset_fn) -> _State:
+    """Model (initialised, or QAT-wrapped), optimizer, loss and checkpoint, restored from ``latest``."""
+    recipe = settings.recipe
+    notes = []
+    with strategy.scope():
+        model = _build_model(settings)
+        init_note = None
+        if settings.init_from and not latest:
+            init_note = _load_initial_weights(model, settings)
+        elif recipe.kernel_initializer and not latest:
+            count = reinitialize_kernels(model, recipe.kernel_initializer, settings.seed)
+            init_note = f"{count} kernels drawn from {recipe.kernel_initializer}"
+        if settings.qat:
+            from isp_tf.export.qat import calibrate_ranges, quantize_model
+
+            float_model, model = model, quantize_model(model, settings.model)
+            if not latest:  # start the fake-quant ranges from real activations, not tfmot's [-6, 6]
+                calibration = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
+                                         batch_size=4, seed=settings.seed, cache=False, repeat=False,
+                                         **_data_kwargs(settings))
+                count = calibrate_ranges(model, float_model, (x for x, _ in calibration.take(8)))
+                init_note = f"{init_note or 'initial weights'}; {count} activation ranges calibrated"
+        optimizer = make_optimizer(recipe)
+        optimizer.build(model.trainable_variables)
+        loss_fn = image_loss(recipe, settings.vgg)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
+    if latest:  # every worker restores the chief's checkpoint
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        notes.append(f"resumed at step {int(step_var.numpy())} from {latest}")
+    if init_note:
+        notes.append(f"initialisation: {init_note}")
+    return _State(model, optimizer, loss_fn, checkpoint, manager, step_var, epoch_var, notes)
+
+
+def image_loss(recipe: Recipe, vgg=None):
+    """The :class:`CompositeLoss` of the recipe's standard image terms (``None`` if it names none)."""
+    from isp_tf.losses import LOSS_TERMS
+
+    weights = {k: w for k, w in recipe.loss.items() if k in LOSS_TERMS}
+    return CompositeLoss(weights, vgg=vgg) if weights else None
+
+
+def _data_kwargs(settings: RunSettings) -> Dict[str, Any]:
+    """What the data pipeline needs from the model's contract: the kind of its image input."""
+    from isp_tf.models import get_spec
+
+    return {"input_kind": get_spec(settings.model).input_kind}
+
+
+def _datasets(settings: RunSettings, dataset_fn, start_step: int):
+    """The training stream (skipping the steps already done) and the validation batches."""
+    recipe = settings.recipe
+    stage = _stage(settings)
+    target = stage.target if stage is not None and stage.target is not None else None
+
+    def stage_target(x, y):
+        return x, target(y)
+
+    kwargs = _data_kwargs(settings)
+    train_ds = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
+                          batch_size=recipe.batch_size, seed=settings.seed, augment=recipe.augment, **kwargs)
+    val_ds = dataset_fn(settings.val_data or settings.data, split="val", patch_size=recipe.patch_size,
+                        batch_size=recipe.batch_size, seed=settings.seed, **kwargs)
+    if target is not None:
+        train_ds, val_ds = train_ds.map(stage_target), val_ds.map(stage_target)
+    return train_ds.skip(start_step), val_ds.take(recipe.validation_steps)
+
+
+def _step_functions(state: _State, strategy, recipe: Recipe, objective=None):
+    """``train_step(iterator) -> logs`` (distributed) and ``val_step(x, y) -> per-image metrics``.
+
+    ``objective``: the spec's own training loss (``ModelSpec.objective``), else
+    the recipe's image terms of ``model(x)`` against ``y``."""
+    model, optimizer, loss_fn = state.model, state.optimizer, state.loss_fn
+    batch_size, weights = recipe.batch_size, recipe.loss
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            if objective is not None:
+                terms, pred = objective(model, x, y, loss_fn)
+            else:
+                pred = model(x, training=True)
+                terms = loss_fn.terms(y, pred)
+            per_example = tf.add_n([weights[k] * v for k, v in terms.items()])
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        logs = {k: tf.nn.compute_average_loss(v, global_batch_size=batch_size) for k, v in terms.items()}
+        logs["loss"] = loss
+        logs["psnr"] = tf.nn.compute_average_loss(metrics.psnr(y, pred), global_batch_size=batch_size)
+        return logs
+
+    @tf.function
+    def train_step(it):
+        x, y = next(it)
+        logs = strategy.run(replica_step, args=(x, y))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in logs.items()}
+
+    @tf.function
+    def val_step(x, y):
+        pred = model(x, training=False)
+        out = {"psnr": metrics.psnr(y, pred)}
+        if min(y.shape[1], y.shape[2]) >= 11:
+            out["ssim"] = metrics.ssim(y, pred)
+        return out, pred
+
+    return train_step, val_step
+
+
+class _Logs:
+    """TensorBoard writers (chief only): scalars, validation samples, ``history.json``."""
+
+    SAMPLES = 3  # validation images shown in TensorBoard
+
+    def __init__(self, run_dir: pathlib.Path, is_chief: bool):
+        self.run_dir, self.is_chief = run_dir, is_chief
+        if is_chief:
+            self.train = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "train"))
+            self.val = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "validation"))
+        else:
+            self.train = self.val = tf.summary.create_noop_writer()
+
+    def scalars(self, writer, step: int, values: Dict[str, float], strip: str = "") -> None:
+        with writer.as_default(step=step):
+            for k, v in values.items():
+                tf.summary.scalar(k[len(strip):] if strip and k.startswith(strip) else k, v)
+
+    def samples(self, step: int, target, pred) -> None:
+        """Prediction beside target for the first validation images (both clipped to [0, 1])."""
+        if target is None:
+            return
+        n = min(self.SAMPLES, int(target.shape[0]))
+        pair = tf.concat([tf.clip_by_value(pred[:n], 0.0, 1.0), tf.clip_by_value(target[:n], 0.0, 1.0)], axis=2)
+        with self.val.as_default(step=step):
+            tf.summary.image("samples/prediction_then_target", pair, max_outputs=n)
+
+    def history(self, history) -> None:
+        if self.is_chief:
+            write_json(self.run_dir / HISTORY_FILE, history)
+
+    def flush(self) -> None:
+        self.train.flush()
+        self.val.flush()
+
+
+def _validate(val_ds, val_step):
+    """Mean metrics over the validation batches, and the first batch's (target, prediction)."""
+    sums, count, sample = {}, 0, (None, None)
+    for x, y in val_ds:
+        values, pred = val_step(x, y)
+        if sample[0] is None:
+            sample = (y, pred)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
+        count += int(x.shape[0])
+    return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}, sample
+
+
+def _save_final(settings: RunSettings, model, run_dir: pathlib.Path) -> pathlib.Path:
+    """``final.weights.h5``, tagged with the model name and the stage's config."""
+    from isp_tf.models import weights as model_weights
+
+    config = stage_config(settings)
+    path = run_dir / FINAL_WEIGHTS
+    if settings.qat:  # tagged so export converts it to int8 (isp_tf.export.qat.load_qat_model)
+        from isp_tf.export.qat import save_qat_weights
+
+        save_qat_weights(model, path, settings.model, config)
+    else:
+        model_weights.save_weights(model, path, settings.model, config)
+    return path
 
 
 def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False,
@@ -286,137 +485,43 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     if time_limit is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         raise RecipeError("--time-limit cannot be used with --strategy multiworker")
     deadline = None if time_limit is None else time.time() + float(time_limit)
-    stopped = False
     recipe = settings.recipe
     say = (lambda *a: print(*a, flush=True)) if (verbose and is_chief) else (lambda *a: None)
 
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    if not is_chief:
-        ckpt_dir = run_dir / f".worker-{task_id}" / CHECKPOINT_DIR
-    if resume:
-        stored = read_run(run_dir)
-        if stored.to_dict() != settings.to_dict():
-            raise RecipeError(f"{run_dir}: the settings differ from those the run was started with")
-    elif is_chief:
-        if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / FINAL_WEIGHTS).exists():
-            raise RecipeError(f"{run_dir} already holds a training run; pass --resume to continue it "
-                              f"or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / RUN_FILE, settings.to_dict())
-
+    ckpt_dir = run_dir / CHECKPOINT_DIR if is_chief else run_dir / f".worker-{task_id}" / CHECKPOINT_DIR
+    _prepare_run_dir(settings, run_dir, resume, is_chief)
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
-
     if dataset_fn is None:
         from isp_tf.data import build_dataset as dataset_fn
     replicas = strategy.num_replicas_in_sync
     if recipe.batch_size % replicas:
         raise RecipeError(f"batch size {recipe.batch_size} cannot be split over {replicas} replicas")
 
-    # --- model, optimizer, loss, checkpoint ---------------------------------------
     latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR)) if resume else None
-    with strategy.scope():
-        model = _build_model(settings)
-        init_note = None
-        if settings.init_from and not latest:
-            init_note = _load_initial_weights(model, settings)
-        elif recipe.kernel_initializer and not latest:
-            count = reinitialize_kernels(model, recipe.kernel_initializer, settings.seed)
-            init_note = f"{count} kernels drawn from {recipe.kernel_initializer}"
-        if settings.qat:
-            from isp_tf.export.qat import calibrate_ranges, quantize_model
-
-            float_model, model = model, quantize_model(model)
-            if not latest:  # start the fake-quant ranges from real activations, not tfmot's [-6, 6]
-                calibration = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
-                                         batch_size=4, seed=settings.seed, cache=False, repeat=False)
-                count = calibrate_ranges(model, float_model, (x for x, _ in calibration.take(8)))
-                init_note = f"{init_note or 'initial weights'}; {count} activation ranges calibrated"
-        optimizer = make_optimizer(recipe)
-        optimizer.build(model.trainable_variables)
-        loss_fn = CompositeLoss(recipe.loss, vgg=settings.vgg)
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
-    if latest:  # every worker restores the chief's checkpoint
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        say(f"resumed {run_dir} at step {int(step_var.numpy())} from {latest}")
-    elif resume:
+    state = _build_state(settings, strategy, ckpt_dir, latest, dataset_fn)
+    if resume and not latest:
         say(f"{run_dir}: no checkpoint yet, starting from step 0")
-    if init_note:
-        say(f"initialisation: {init_note}")
-    start_step = int(step_var.numpy())
+    for note in state.notes:
+        say(note)
+    start_step = int(state.step.numpy())
     total = recipe.total_steps
-    level = recipe.level
-
-    # --- data -------------------------------------------------------------------------
-    def with_level_target(x, y):
-        return x, target_for_level(y, level)
-
-    train_ds = dataset_fn(settings.data, split="train", patch_size=recipe.patch_size,
-                          batch_size=recipe.batch_size, seed=settings.seed, augment=recipe.augment)
-    train_ds = train_ds.map(with_level_target).skip(start_step)
-    val_ds = dataset_fn(settings.val_data or settings.data, split="val", patch_size=recipe.patch_size,
-                        batch_size=recipe.batch_size, seed=settings.seed)
-    val_ds = val_ds.map(with_level_target).take(recipe.validation_steps)
+    train_ds, val_ds = _datasets(settings, dataset_fn, start_step)
     iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+    from isp_tf.models import get_spec
 
-    # --- steps -------------------------------------------------------------------------
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            terms = loss_fn.terms(y, pred)
-            per_example = tf.add_n([loss_fn.weights[k] * v for k, v in terms.items()])
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=recipe.batch_size)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        logs = {k: tf.nn.compute_average_loss(v, global_batch_size=recipe.batch_size)
-                for k, v in terms.items()}
-        logs["loss"] = loss
-        logs["psnr"] = tf.nn.compute_average_loss(metrics.psnr(y, pred), global_batch_size=recipe.batch_size)
-        return logs
-
-    @tf.function
-    def train_step(it):
-        x, y = next(it)
-        logs = strategy.run(replica_step, args=(x, y))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in logs.items()}
-
-    @tf.function
-    def val_step(x, y):
-        pred = model(x, training=False)
-        out = {"psnr": metrics.psnr(y, pred)}
-        if min(y.shape[1], y.shape[2]) >= 11:
-            out["ssim"] = metrics.ssim(y, pred)
-        return out
-
-    def validate():
-        sums, count = {}, 0
-        for x, y in val_ds:
-            for k, v in val_step(x, y).items():
-                sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
-            count += int(x.shape[0])
-        return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
-
-    # --- logging ----------------------------------------------------------------------
-    if is_chief:
-        train_writer = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "train"))
-        val_writer = tf.summary.create_file_writer(str(run_dir / LOG_DIR / "validation"))
-    else:
-        train_writer = val_writer = tf.summary.create_noop_writer()
-
+    train_step, val_step = _step_functions(state, strategy, recipe, get_spec(settings.model).objective)
+    logs_out = _Logs(run_dir, is_chief)
     schedule = make_learning_rate(recipe)
 
     def current_lr(step):
         return float(schedule(step) if callable(schedule) else schedule)
 
-    say(f"{settings.model}{'' if level is None else f' level {level}'}{' (QAT)' if settings.qat else ''}: "
-        f"{model.count_params():,} parameters, {replicas} replica(s), batch {recipe.batch_size}, "
-        f"patch {recipe.patch_size}, loss {loss_fn!r}, steps {start_step}..{total}")
+    stage_name = "" if recipe.stage is None else f" stage {recipe.stage}"
+    say(f"{settings.model}{stage_name}{' (QAT)' if settings.qat else ''}: "
+        f"{state.model.count_params():,} parameters, {replicas} replica(s), batch {recipe.batch_size}, "
+        f"patch {recipe.patch_size}, loss {recipe.loss}, steps {start_step}..{total}")
 
     step = start_step
     steps_per_epoch = recipe.steps_per_epoch
@@ -426,14 +531,13 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     if resume and (run_dir / HISTORY_FILE).is_file():  # epochs finished before the interruption
         history = [h for h in json.loads((run_dir / HISTORY_FILE).read_text()) if h["epoch"] <= first_epoch]
     if start_step == 0:  # the starting point, so the first epoch's gain is visible
-        val = validate()
+        val, sample = _validate(val_ds, val_step)
         history = [{"epoch": 0, "step": 0, **val}]
-        if is_chief:
-            write_json(run_dir / HISTORY_FILE, history)
-        with val_writer.as_default(step=0):
-            for k, v in val.items():
-                tf.summary.scalar(k[4:], v)
+        logs_out.history(history)
+        logs_out.scalars(logs_out.val, 0, val, strip="val_")
+        logs_out.samples(0, *sample)
         say("before training: " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    stopped = False
     try:
         for epoch in range(first_epoch, recipe.epochs):
             say(f"Epoch {epoch + 1}/{recipe.epochs}")
@@ -452,60 +556,44 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
                     raise IspTfError(f"the loss became {logs['loss']} at step {step + 1}; "
                                      f"lower the learning rate (--lr)")
                 step += 1
-                step_var.assign(step)
+                state.step.assign(step)
                 logs["lr"] = current_lr(step)
                 if step % recipe.log_every == 0 or step == total:
-                    with train_writer.as_default(step=step):
-                        for k, v in logs.items():
-                            tf.summary.scalar(k, v)
+                    logs_out.scalars(logs_out.train, step, logs)
                 if step % ckpt_every == 0 and step < total:
-                    epoch_var.assign(step // steps_per_epoch)
-                    manager.save(checkpoint_number=step)
+                    state.epoch.assign(step // steps_per_epoch)
+                    state.manager.save(checkpoint_number=step)
                 bar.update(step - epoch * steps_per_epoch, [(k, v) for k, v in logs.items()])
                 for cb in callbacks:
                     cb.on_step_end(step, logs)
                 if deadline is not None and time.time() > deadline and step < total:
                     stopped = True
                     break
-            val = validate()
+            val, sample = _validate(val_ds, val_step)
             epoch_logs = {"epoch": epoch + 1, "step": step, "seconds": time.time() - t0,
                           **{k: v / max(n, 1) for k, v in sums.items()}, "lr": current_lr(step), **val}
             history.append(epoch_logs)
-            with val_writer.as_default(step=step):
-                for k, v in val.items():
-                    tf.summary.scalar(k[4:], v)
-            epoch_var.assign(step // steps_per_epoch)
-            if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
-                manager.save(checkpoint_number=step)
-            if is_chief:
-                write_json(run_dir / HISTORY_FILE, history)
+            logs_out.scalars(logs_out.val, step, val, strip="val_")
+            logs_out.samples(step, *sample)
+            state.epoch.assign(step // steps_per_epoch)
+            latest_saved = state.manager.latest_checkpoint
+            if latest_saved is None or not latest_saved.endswith(f"-{step}"):
+                state.manager.save(checkpoint_number=step)
+            logs_out.history(history)
             say("  " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
             for cb in callbacks:
                 cb.on_epoch_end(epoch + 1, epoch_logs)
             if stopped:
                 epoch_logs["stopped_by_time_limit"] = True
-                if is_chief:
-                    write_json(run_dir / HISTORY_FILE, history)
+                logs_out.history(history)
                 say(f"time limit reached: stopped at step {step} of {total} (continue with --resume)")
                 break
     finally:
-        train_writer.flush()
-        val_writer.flush()
+        logs_out.flush()
 
     weights_path = None
     if is_chief:
-        from isp_tf.models import weights as model_weights
-
-        config = dict(settings.model_config)
-        if level is not None:
-            config["level"] = level
-        weights_path = run_dir / FINAL_WEIGHTS
-        if settings.qat:  # tagged so export converts it to int8 (isp_tf.export.qat.load_qat_model)
-            from isp_tf.export.qat import save_qat_weights
-
-            save_qat_weights(model, weights_path, settings.model, config)
-        else:
-            model_weights.save_weights(model, weights_path, settings.model, config)
+        weights_path = _save_final(settings, state.model, run_dir)
         say(f"saved {weights_path}")
     else:
         shutil.rmtree(run_dir / f".worker-{task_id}", ignore_errors=True)

@@ -54,6 +54,7 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
         assert r["median_s"] > 0 and r["p90_s"] >= r["median_s"]
         assert r["peak_rss_mb"] >= 0
     whole, tiles = by[("microisp-small", "whole")], by[("microisp-small", "tiled")]
+    tiles_record = tiles
     assert whole["output_shape"] == [1, 500, 180, 3]
     assert whole["size_bytes"] > 10_000
     # small MicroISP: 3 branches x 2 stages x 5 full-resolution 3x3 convs 4->4 (144 MACs per pixel each)
@@ -69,15 +70,19 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     import numpy as np
 
     from benchmarks.scene import synthetic_packed
-    from benchmarks.tiled import plan
-    from benchmarks.worker import LiteRtSession
+    from isp_tf.runtime.session import LiteRtSession
+    from isp_tf.tiling.planner import Geometry, plan_tiles
 
     model = LiteRtSession(str(work / "microisp-small_fp32.tflite"), threads=1)
     frame = synthetic_packed(250, 90)[np.newaxis]
-    reference = model.run(frame)
+    reference = model(frame)
     local = np.empty_like(reference)
-    for y0, x0, y1, x1, cy0, cx0, cy1, cx1, _, _ in plan(250, 90, 81, 10, 81):
-        y = model.run(frame[:, y0:y1, x0:x1])
+    tiles = plan_tiles(250, 90, 81, Geometry(halo=10, stride=1, core_step=81, align=81))
+    assert len(tiles) == tiles_record["tiles"]
+    for tile in tiles:
+        y0, x0, y1, x1 = tile.stats_box
+        cy0, cx0, cy1, cx1 = tile.core
+        y = model(frame[:, y0:y1, x0:x1])
         local[:, 2 * cy0:2 * cy1, 2 * cx0:2 * cx1] = y[:, 2 * (cy0 - y0):2 * (cy1 - y0), 2 * (cx0 - x0):2 * (cx1 - x0)]
     assert np.abs(local - reference).max() > 1e-3
 
@@ -94,8 +99,8 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     (["--tile", "zero"], "--tile must be 'auto' or a positive number"),
     (["--reference", "/nonexistent/ref.tflite"], "reference .tflite not found"),
     (["--tile", "81", "--tile-models", "pynet"], "--tile-models pynet not in --models"),
-    (["--models", "pynet:merged"], "only microisp has a merged variant"),
-    (["--models", "microisp:tiny"], "unknown variant"),
+    (["--models", "pynet:merged"], "pynet has no variants"),
+    (["--models", "microisp:tiny"], "unknown option"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, tmp_path, capsys):
     assert run.main(argv + ["--json", str(tmp_path / "o.json")]) == 2

@@ -1,6 +1,7 @@
-"""benchmarks: MAC counting, memory/timing helpers, tile geometry, the child watchdog, the report.
+"""benchmarks: MAC counting, memory/timing helpers, the child watchdog, the report.
 
-No TensorFlow here: every test runs in a second or two.
+No TensorFlow here: every test runs in a second or two.  Tile geometry and the
+LiteRT tiling rewrite are tested with the library, in tests/tiling.
 """
 import json
 import pathlib
@@ -8,10 +9,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from benchmarks import macs, measure, report, tiled
-from benchmarks.config import RESOLUTIONS, parse_resolution
+from benchmarks import macs, measure, report
+from benchmarks.config import parse_resolution
 from benchmarks.run import run_child
-from isp_tf.errors import IspTfError
+from isp_tf.errors import FrameSizeError
+from isp_tf.runtime.frames import FRAME_SIZES
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference_weights" / \
     "microisp_official" / "MicroISP.tflite"
@@ -46,11 +48,12 @@ def test_reference_microisp_macs_per_packed_pixel():
 # --- sizes ------------------------------------------------------------------------
 def test_parse_resolution():
     assert parse_resolution("12MP") == ("12mp", (3000, 4000))
-    assert parse_resolution("fullhd") == ("fullhd", RESOLUTIONS["fullhd"])
+    assert parse_resolution("fullhd") == ("fullhd", FRAME_SIZES["fullhd"])
+    assert parse_resolution("4k") == ("4k", (2160, 3840))
     assert parse_resolution("160x320") == ("160x320", (160, 320))
-    with pytest.raises(IspTfError, match="must be even"):
+    with pytest.raises(FrameSizeError, match="must be even"):
         parse_resolution("161x160")
-    with pytest.raises(IspTfError, match="unknown resolution 'huge'"):
+    with pytest.raises(FrameSizeError, match="unknown frame size 'huge'"):
         parse_resolution("huge")
 
 
@@ -77,29 +80,6 @@ def test_peak_rss_sees_a_touched_allocation():
 def test_blas_thread_env():
     env = measure.blas_thread_env(3)
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "3"
-
-
-# --- tile geometry ------------------------------------------------------------------
-@pytest.mark.parametrize("length, core, halo, align", [(400, 162, 10, 81), (1000, 243, 16, 81), (97, 32, 5, 1)])
-def test_axis_spans_cover_once_with_aligned_boxes(length, core, halo, align):
-    spans = tiled.axis_spans(length, core, halo, align)
-    cores = [(s[2], s[3]) for s in spans]
-    assert cores[0][0] == 0 and cores[-1][1] == length
-    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # contiguous, no overlap
-    for start, end, c0, c1, final_start in spans:
-        assert start % align == 0 and start <= max(0, c0 - halo)
-        assert end == min(length, c1 + halo)
-        assert final_start == max(0, c0 - halo)
-    # interior cores have the asked size; the last one absorbs a thin remainder
-    assert all(c1 - c0 == core for c0, c1 in cores[:-1])
-    assert core // 2 <= cores[-1][1] - cores[-1][0] < core + core // 2 or len(cores) == 1
-
-
-def test_plan_is_rows_times_columns():
-    tiles = tiled.plan(400, 430, 162, 10, 81)
-    assert len(tiles) == 2 * 3
-    assert tiles[0] == [0, 0, 172, 172, 0, 0, 162, 162, 0, 0]
-    assert tiles[4] == [81, 81, 400, 334, 162, 162, 400, 324, 152, 152]  # aligned box, final box at core - 10
 
 
 # --- the child process and its watchdog -------------------------------------------------
@@ -155,51 +135,6 @@ def test_plot_writes_a_png(tmp_path):
     report.plot(RECORDS, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.series_label(RECORDS[2]) == "microisp fp32 tiled243"
-
-
-# --- the flatbuffer rewrite for exact tiled LiteRT inference ------------------------------
-@pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
-def test_expose_global_stats_on_the_reference_microisp(tmp_path):
-    from ai_edge_litert import interpreter as litert
-
-    data, stats = tiled.expose_global_stats(REFERENCE.read_bytes())
-    # 12 attentions (3 branches x 2 stages x 2), 4 dependency depths, pooled over 81-px blocks
-    assert len(stats) == 12
-    assert sorted({s["depth"] for s in stats}) == [0, 1, 2, 3]
-    assert all(s["jump"] == 81 for s in stats)
-    path = tmp_path / "stats_io.tflite"
-    path.write_bytes(data)
-    it = litert.Interpreter(model_path=str(path))
-    assert len(it.get_input_details()) == 13 and len(it.get_output_details()) == 13
-    it.resize_tensor_input(0, [1, 162, 162, 4], strict=False)
-    it.allocate_tensors()
-    assert "MEAN" not in {op["op_name"] for op in it._get_ops_details()}
-    stat_map = it.get_output_details()[stats[0]["map"]]
-    assert list(stat_map["shape"]) == [1, 2, 2, 4]  # two 81-px blocks per side
-
-    # pruned pass models: each statistics pass runs only what its maps need, the final pass no pooling
-    passes = tiled.pass_models(data, stats)
-    assert [len(which) for _, which in passes] == [3, 3, 3, 3, 0]
-    per_px = []
-    for k, (model, _) in enumerate(passes):
-        (tmp_path / f"p{k}.tflite").write_bytes(model)
-        per_px.append(macs.tflite_macs(tmp_path / f"p{k}.tflite", [1, 405, 405, 4]) / 405 ** 2)
-    assert per_px == sorted(per_px)  # deeper statistics need more of the network
-    assert per_px[0] < 0.2 * 6957 and 0.99 * 6957 < per_px[-1] < 6957  # the last one: all but the chains
-
-
-@pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
-def test_expose_global_stats_refuses_other_spatial_reductions():
-    from ai_edge_litert import schema_py_generated as schema
-
-    from isp_tf.export.flatbuffer import read_tflite, write_tflite
-
-    model = read_tflite(REFERENCE.read_bytes()).model
-    for code in model.operatorCodes:  # turn every MEAN into a SUM: not a mean of the image any more
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.MEAN:
-            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SUM
-    with pytest.raises(IspTfError, match="SUM over spatial axes"):
-        tiled.expose_global_stats(write_tflite(model))
 
 
 def test_compact_markdown_and_report_command(tmp_path, capsys):

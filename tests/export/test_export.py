@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from isp_tf.errors import ExportError, InputShapeError, NNAPIValidationError, WeightsMismatchError
+from isp_tf.errors import ExportError, FrameSizeError, InputShapeError, NNAPIValidationError, WeightsMismatchError
 from isp_tf.export.convert import export_tflite, model_input_hw, parse_frame_size
 from isp_tf.export.flatbuffer import read_tflite
 from isp_tf.export.nnapi import check_nnapi
@@ -147,7 +147,7 @@ def test_pynet_small_int8_names_what_stays_on_cpu(pynet_model, raw_samples, tmp_
 
 def test_pynet_small_int8_without_instance_norm_is_fully_delegated(raw_samples):
     """Without instance norm PyNET INT8 passes: the re-quantisations the converter puts before
-    its skip concatenations are folded away (isp_tf.export.rewrites.fold_requantize)."""
+    its skip concatenations are folded away (isp_tf.export.tflite_passes.fold_requantize)."""
     config = dict(get_spec("pynet").small_config, instance_norm=False)
     r = export_tflite("pynet", None, precision="int8", input_size=PYNET_HW, config=config,
                       calibration_frames_count=2, parity_input=str(raw_samples["dng"]), progress=False)
@@ -169,7 +169,8 @@ def test_sizes():
     assert parse_frame_size("12MP") == (3000, 4000)
     assert parse_frame_size("32mp") == (4896, 6528)
     assert parse_frame_size("64x48") == (64, 48)
-    with pytest.raises(ExportError, match="HxW"):
+    assert parse_frame_size("4k") == (2160, 3840)
+    with pytest.raises(FrameSizeError, match="HxW"):
         parse_frame_size("huge")
     pynet = get_spec("pynet")
     assert model_input_hw(pynet, (64, 96)) == (32, 48)
@@ -229,8 +230,11 @@ def test_cli_export_and_check(tmp_path, raw_samples):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["nnapi"]["ok"] is True and meta["frame"] is None
     assert meta["input"]["shape"] == [1, 81, 81, 4]
-    tile = meta["tile"]  # from isp_tf.infer.tiling.analyze: MicroISP pools 81-pixel blocks
+    tile = meta["tile"]  # from isp_tf.tiling.analysis.analyze: MicroISP pools 81-pixel blocks
     assert tile["side"] == 162 and tile["core_step"] == 81 and tile["halo"] > 0
+    # beside it, what a phone needs for exact tiling: the tile manifest and one model per pass
+    assert tile["manifest"] == "m.tiling.json" and (tmp_path / "m.tiling.json").exists()
+    assert all((tmp_path / name).exists() for name in tile["passes"]) and len(tile["passes"]) == 3
     assert check_nnapi(str(out)).ok
     checked = subprocess.run([sys.executable, str(REPO / "export" / "check_nnapi.py"), str(out)],
                              capture_output=True, text=True, timeout=120)

@@ -5,10 +5,10 @@ import pytest
 from isp_tf._keras import keras, tf
 from isp_tf.export.flatbuffer import read_tflite
 from isp_tf.export.nnapi import check_nnapi
-from isp_tf.export.parity import run_tflite
-from isp_tf.export.rewrites import (ResizeBilinear, UpsampleNearest, align_mean_quantization, elu,
-                                    fold_requantize, instance_norm, pixel_shuffle_crd,
-                                    rewrite_for_nnapi, shorten_tensor_names)
+from isp_tf.runtime.session import run_tflite
+from isp_tf.export.keras_rewrites import (ResizeBilinear, UpsampleNearest, elu, instance_norm,
+                                          pixel_shuffle_crd, rewrite_for_nnapi)
+from isp_tf.export.tflite_passes import align_mean_quantization, fold_requantize, shorten_tensor_names
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 RNG = np.random.default_rng(0)

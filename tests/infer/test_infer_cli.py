@@ -105,7 +105,11 @@ def test_weights_of_another_model_exit_2(files, tmp_path, capsys):
 
 
 def test_missing_default_weights_say_how_to_get_them(files, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "WEIGHTS_DIR", tmp_path / "nowhere")
+    import dataclasses
+
+    import isp_tf.models.microisp as microisp
+
+    monkeypatch.setattr(microisp, "SPEC", dataclasses.replace(microisp.SPEC, home=tmp_path / "nowhere"))
     assert main([str(files["dng"]), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "python -m isp_tf.train --model microisp" in err and "--renderer classical" in err

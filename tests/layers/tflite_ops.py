@@ -1,25 +1,13 @@
 """Test helper (not a test module): convert a Keras model and list its TFLite ops.
 
 Shared by tests/layers and tests/models through the ``tflite_ops`` fixture,
-which imports this file by path (the test folders are not packages).
+which imports this file by path (the test folders are not packages).  The
+NNAPI verdict and the LiteRT run are the library's (``isp_tf.export.nnapi``,
+``isp_tf.runtime``), so the tests check what the exporter checks.
 """
 import numpy as np
 
 from isp_tf._keras import tf
-
-# op -> highest TFLite op version the NNAPI delegate accepts at Android API 29
-# (NNAPI 1.2), from ../shared/NNAPI12.md; ops absent here are not delegated.
-NNAPI12_MAX_VERSION = {
-    "CONV_2D": 5, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 3, "DEPTH_TO_SPACE": 2,
-    "SPACE_TO_DEPTH": 2, "CONCATENATION": 2, "ADD": 2, "MUL": 2, "SUB": 3, "DIV": 1,
-    "RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 2, "LOGISTIC": 2, "TANH": 2, "LEAKY_RELU": 1,
-    "PRELU": 1, "HARD_SWISH": 1, "RESIZE_BILINEAR": 3, "RESIZE_NEAREST_NEIGHBOR": 3,
-    "MEAN": 2, "SUM": 1, "REDUCE_MAX": 2, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "PAD": 2,
-    "PADV2": 2, "RESHAPE": 1, "TRANSPOSE": 2, "STRIDED_SLICE": 2, "SLICE": 2, "SPLIT": 3,
-    "GATHER": 2, "FULLY_CONNECTED": 5, "RSQRT": 1, "SQRT": 1, "POW": 1, "EXP": 1, "LOG": 1,
-    "ABS": 1, "MAXIMUM": 3, "MINIMUM": 3, "CAST": 1, "L2_NORMALIZATION": 2, "SOFTMAX": 2,
-    "BATCH_TO_SPACE_ND": 2, "SPACE_TO_BATCH_ND": 2, "TILE": 1, "FLOOR": 1,
-}
 
 
 def convert(model, input_shape):
@@ -31,28 +19,21 @@ def convert(model, input_shape):
 
 def op_versions(tflite_bytes):
     """{op name: highest version} of a .tflite flatbuffer."""
-    from ai_edge_litert import schema_py_generated as schema
+    from isp_tf.export.nnapi import check_nnapi
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = {}
-    for code in model.operatorCodes:
-        name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
-        ops[name] = max(ops.get(name, 0), code.version)
-    return ops
+    return check_nnapi(bytes(tflite_bytes)).ops_used()
 
 
-def nnapi12_rejects(ops):
-    """The ops (with versions) of ``ops`` that NNAPI 1.2 would not delegate."""
-    return {op: v for op, v in ops.items() if v > NNAPI12_MAX_VERSION.get(op, 0)}
+def nnapi12_rejects(tflite_bytes):
+    """{op: version} of the ops NNAPI 1.2 (API 29) would not delegate (``isp_tf.export.nnapi``)."""
+    from isp_tf.export.nnapi import check_nnapi
+
+    report = check_nnapi(bytes(tflite_bytes), api_level=29)
+    return {f.op: f.version for f in report.findings}
 
 
 def run_tflite(tflite_bytes, x):
-    """Run a single-input .tflite on ``x`` with ai_edge_litert."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Run a single-input .tflite on ``x`` (``isp_tf.runtime.run_tflite``)."""
+    from isp_tf.runtime import run_tflite
 
-    interpreter = Interpreter(model_content=tflite_bytes)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.asarray(x, np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return run_tflite(bytes(tflite_bytes), np.asarray(x, np.float32))

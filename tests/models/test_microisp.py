@@ -44,8 +44,11 @@ def test_published_parameter_count(model):
 
 def test_spec():
     spec = get_spec("microisp")
-    assert spec.size_multiple == 1 and spec.output_scale == 2 and spec.recipe == "microisp.json"
-    assert spec.default_weights == "microisp_reference.weights.h5"
+    assert spec.size_multiple == 1 and spec.output_scale == 2 and spec.recipe_path.is_file()
+    assert spec.weights_path.name == "microisp_reference.weights.h5" and spec.weights_path.is_file()
+    assert spec.recipe_path.parent == spec.weights_path.parent.parent  # one folder holds the method
+    assert (spec.input_kind, spec.output_kind, spec.input_channels) == ("packed_bayer", "srgb", 4)
+    assert set(spec.variants) == {"merged"}
     assert spec.default_config == {"width": 4, "depth": 7}
     assert create_model("microisp", small=True).count_params() == expected_parameters(4, 4)
 
@@ -110,7 +113,7 @@ def test_exports_only_official_ops(tflite_ops):
     tflite = tflite_ops.convert(model, (1, 81, 90, 4))
     ops = tflite_ops.op_versions(tflite)
     assert set(ops) == OFFICIAL_OPS
-    assert tflite_ops.nnapi12_rejects(ops) == {}
+    assert tflite_ops.nnapi12_rejects(tflite) == {}
     x = np.random.default_rng(5).random((1, 81, 90, 4), dtype=np.float32)
     np.testing.assert_allclose(tflite_ops.run_tflite(tflite, x), model(x).numpy(), atol=1e-4)
 

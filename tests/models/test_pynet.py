@@ -58,7 +58,10 @@ def test_level_zero_model_has_only_its_head(full_graph, small_levels):
 
 def test_spec():
     spec = get_spec("pynet")
-    assert spec.size_multiple == 16 and spec.recipe == "pynet.json" and spec.default_weights is None
+    assert spec.size_multiple == 16 and spec.recipe_path.is_file() and spec.weights_path is None
+    assert [s.name for s in spec.stages] == ["5", "4", "3", "2", "1", "0"]
+    assert [s.folder for s in spec.stages][:2] == ["level_5", "level_4"]
+    assert [s.starts_from_previous for s in spec.stages] == [False] + [True] * 5
     assert spec.default_config["level"] == 0 and spec.default_config["width"] == 1.0
 
 
@@ -118,7 +121,7 @@ def test_exports_to_nnapi12_ops(small_levels, tflite_ops):
     ops = tflite_ops.op_versions(tflite)
     assert {"TRANSPOSE_CONV", "LEAKY_RELU", "MAX_POOL_2D", "RSQRT", "MEAN"} <= set(ops)
     assert "SQUARED_DIFFERENCE" not in ops
-    assert tflite_ops.nnapi12_rejects(ops) == {}
+    assert tflite_ops.nnapi12_rejects(tflite) == {}
     x = np.random.default_rng(1).random((1, 32, 32, 4), dtype=np.float32)
     np.testing.assert_allclose(tflite_ops.run_tflite(tflite, x), model(x).numpy(), atol=1e-4)
 

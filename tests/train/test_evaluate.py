@@ -62,4 +62,4 @@ def test_command_writes_table_and_json(tmp_path, capsys):
     assert len(data["images"]) == 1 and data["images"][0]["image"].startswith("synthetic/test/chelsea")
     assert f"{data['mean']['model_psnr']:.2f}" in table
     assert evaluate.main(["--model", "pynet", "--weights", str(weights), "--data", "synthetic:1"]) == 2
-    assert "not 'pynet'" in capsys.readouterr().err
+    assert "not of 'pynet'" in capsys.readouterr().err

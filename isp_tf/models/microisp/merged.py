@@ -1,4 +1,4 @@
-"""An export-graph experiment: MicroISP's three branches merged into 12-channel convolutions.
+"""MicroISP merged-branch variant: the three branches in one 12-channel graph (same function).
 
 Where MicroISP's CPU time goes: its branches convolve 4 channels into 4.  A
 3x3 4->4 convolution is 144 MACs per pixel, far too little work per output
@@ -34,7 +34,7 @@ import numpy as np
 
 from isp_tf._keras import keras
 from isp_tf.layers import ChannelAttention, DepthToSpace, ScaledTanh, channel_prelu
-from isp_tf.models.microisp import BRANCHES, SKIP_EVERY
+from isp_tf.models.microisp.model import BRANCHES, SKIP_EVERY
 
 N = len(BRANCHES)
 

@@ -1,6 +1,6 @@
-"""Tiled inference equals whole-frame inference (max abs <= 1e-4), and why.
+"""Keras executor: tiled inference equals whole-frame inference (max abs <= 1e-4), and why.
 
-The toy model (tests/infer/infer_toy_models.py) has every feature the tiler must
+The toy model (tests/tiling/tiling_toy_models.py) has every feature the tiler must
 handle (strided attention pooling, instance norm at 1/4 resolution, max
 pooling, transposed and strided convs, depth-to-space); MicroISP and a small
 PyNET are the real thing, with weights large enough that their whole-image
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from isp_tf.errors import InputShapeError
-from isp_tf.infer import tiling
-from isp_tf.infer.tiling import TiledRunner, TilingError, auto_core, plan_tiles
 from isp_tf.models import create_model
+from isp_tf.tiling import keras_executor
+from isp_tf.tiling.analysis import analyze
+from isp_tf.tiling.keras_executor import TiledRunner
+from isp_tf.tiling.planner import Tile, TilingError, auto_core, box_lead, pad_to_multiple, plan_tiles
 
-from infer_toy_models import cropping_model, toy_model, unknown_pool_model
+from tiling_toy_models import camera_vector_model, cropping_model, toy_model, unknown_pool_model
 
 TOL = 1e-4
 
@@ -61,8 +63,8 @@ def toy():
 
 @pytest.fixture(scope="module")
 def frame():
-    # 101 x 75: not a multiple of the tile, nor of size_multiple (4), nor of the pooling (9)
-    return np.random.default_rng(1).random((101, 75, 4), dtype=np.float32)
+    # 149 x 103: not a multiple of the tile, nor of size_multiple (4), nor of the pooling (9)
+    return np.random.default_rng(1).random((149, 103, 4), dtype=np.float32)
 
 
 # -- analysis -----------------------------------------------------------------
@@ -74,6 +76,8 @@ def test_toy_footprint(toy):
     assert fp.stride == 4 and fp.output_scale == 2
     # lcm(stride 4, attention block 9, norm at 1/4 -> 4) = 36
     assert fp.core_step == 36
+    # statistics boxes: lcm(stride 4, attention maps at 1/9, norm maps at 1 and 1/4) = 36
+    assert fp.align == 36 and fp.output_scales == (2,)
     names = [[g.name for g in group] for group in fp.groups]
     assert names == [["toy_attention", "toy_instance_norm"], ["toy_attention_1"], ["toy_instance_norm_1"]]
     assert fp.passes == 4
@@ -95,8 +99,8 @@ def test_microisp_footprint(microisp):
     assert [sorted(g.name for g in group) for group in fp.groups][0] == \
         ["s1_b_att2", "s1_g_att2", "s1_r_att2"]
     # the tiling variant (what isp_tf.export analyses) has the same footprint
-    variant = tiling.analyze(microisp.variant)
-    assert (variant.halo, variant.core_step, variant.min_side) == (16, 81, 79)
+    variant = analyze(microisp.variant)
+    assert (variant.halo, variant.core_step, variant.min_side, variant.align) == (16, 81, 79, 81)
     assert [[g.name for g in group] for group in variant.groups] == \
         [[g.name for g in group] for group in fp.groups]
 
@@ -118,6 +122,9 @@ def test_tiles_partition_the_frame(toy, core):
         covered[cy0:cy1, cx0:cx1] += 1
         y0, x0, y1, x1 = t.box
         assert y0 % fp.stride == 0 and x0 % fp.stride == 0  # on the down-sampling grid
+        sy0, sx0, sy1, sx1 = t.stats_box
+        assert sy0 % fp.align == 0 and sx0 % fp.align == 0 and sy0 <= y0 and sx0 <= x0
+        assert (sy1, sx1) == (y1, x1)
         assert cy0 % fp.core_step == 0 and cx0 % fp.core_step == 0
         assert 0 <= y0 <= cy0 and cy1 <= y1 <= 104 and 0 <= x0 <= cx0 and cx1 <= x1 <= 76
         assert y0 == 0 or cy0 - y0 >= fp.halo
@@ -129,21 +136,24 @@ def test_auto_core_fits_the_budget(toy):
     fp = toy.footprint
     core = auto_core(fp, budget_bytes=50e6)
     assert core % fp.core_step == 0
-    assert (core + 2 * fp.halo) ** 2 * fp.bytes_per_pixel <= 50e6
-    assert ((core + fp.core_step + 2 * fp.halo) ** 2 * fp.bytes_per_pixel) > 50e6
+    side = core + box_lead(fp) + fp.halo  # an interior statistics box: its start aligned to 36
+    assert box_lead(fp) == 36
+    assert side ** 2 * fp.bytes_per_pixel <= 50e6
+    assert ((side + fp.core_step) ** 2 * fp.bytes_per_pixel) > 50e6
     assert auto_core(fp, budget_bytes=1) == fp.core_step  # never below one step
 
 
 def test_auto_runs_the_whole_frame_when_it_fits(toy, frame, monkeypatch):
-    monkeypatch.setattr(tiling, "memory_budget", lambda: 1e12)
-    assert len(toy.plan(101, 75, "auto")) == 1
-    # a budget of 1/2 frame: tiles whose activations fit
-    budget = 104 * 76 * toy.footprint.bytes_per_pixel / 2
-    monkeypatch.setattr(tiling, "memory_budget", lambda: budget)
-    tiles = toy.plan(101, 75, "auto")
+    monkeypatch.setattr(keras_executor, "memory_budget", lambda: 1e12)
+    assert len(toy.plan(149, 103, "auto")) == 1
+    # a budget of 1/2 frame: tiles whose activations (statistics boxes included) fit
+    budget = 152 * 104 * toy.footprint.bytes_per_pixel / 2
+    monkeypatch.setattr(keras_executor, "memory_budget", lambda: budget)
+    tiles = toy.plan(149, 103, "auto")
     assert len(tiles) > 1
-    assert all((t.box[2] - t.box[0]) * (t.box[3] - t.box[1]) * toy.footprint.bytes_per_pixel <= budget
-               for t in tiles)
+    for t in tiles:
+        for y0, x0, y1, x1 in (t.box, t.stats_box):
+            assert (y1 - y0) * (x1 - x0) * toy.footprint.bytes_per_pixel <= budget
     assert np.abs(toy(frame, tile="auto") - toy(frame)).max() <= TOL
 
 
@@ -151,7 +161,7 @@ def test_auto_runs_the_whole_frame_when_it_fits(toy, frame, monkeypatch):
 @pytest.mark.parametrize("tile", [36, 40, 72, 1])
 def test_toy_tiled_equals_whole(toy, frame, tile):
     whole = toy(frame)
-    assert whole.shape == (202, 150, 3)
+    assert whole.shape == (298, 206, 3)
     tiles = toy.plan(*frame.shape[:2], tile)
     assert len(tiles) > 1
     steps = []
@@ -162,9 +172,9 @@ def test_toy_tiled_equals_whole(toy, frame, tile):
 
 def test_toy_halo_and_statistics_are_both_needed(toy, frame):
     whole = toy(frame)
-    padded = tiling.pad_to_multiple(frame, 4)
+    padded = pad_to_multiple(frame, 4)
     tiles = toy.plan(*frame.shape[:2], 36)
-    naive = naive_tiles(toy.model, padded, tiles)[0][:202, :150]
+    naive = naive_tiles(toy.model, padded, tiles)[0][:298, :206]
     assert np.abs(naive - whole).max() > 0.05  # per-tile statistics change the picture
     thin = toy.footprint.__class__(**{**toy.footprint.__dict__, "halo": 4})
     short = TiledRunner.__new__(TiledRunner)
@@ -173,13 +183,18 @@ def test_toy_halo_and_statistics_are_both_needed(toy, frame):
 
 
 def test_microisp_tiled_equals_whole(microisp):
-    # 250 x 200 packed px in cores of 162: edge tiles with cores of 88 and 38 px
-    x = np.random.default_rng(2).random((250, 200, 4), dtype=np.float32)
+    # 250 x 300 packed px in cores of 162: edge cores of 88 rows and 138 columns; a thinner
+    # remainder (< 81) would join the previous core
+    x = np.random.default_rng(2).random((250, 300, 4), dtype=np.float32)
     whole = microisp(x)
-    assert whole.shape == (500, 400, 3) and whole.std() > 0.05
-    tiles = microisp.plan(250, 200, 162)
-    assert [t.core for t in tiles] == [(0, 0, 162, 162), (0, 162, 162, 200),
-                                       (162, 0, 250, 162), (162, 162, 250, 200)]
+    assert whole.shape == (500, 600, 3) and whole.std() > 0.05
+    tiles = microisp.plan(250, 300, 162)
+    assert [t.core for t in tiles] == [(0, 0, 162, 162), (0, 162, 162, 300),
+                                       (162, 0, 250, 162), (162, 162, 250, 300)]
+    # statistics boxes start on the attention's 81-px grid, final boxes at core - halo
+    assert [t.stats_box[:2] for t in tiles] == [(0, 0), (0, 81), (81, 0), (81, 81)]
+    assert [t.box[:2] for t in tiles] == [(0, 0), (0, 146), (146, 0), (146, 146)]
+    assert [t.core for t in microisp.plan(250, 200, 162)] == [(0, 0, 162, 200), (162, 0, 250, 200)]
     assert np.abs(microisp(x, tile=162) - whole).max() <= TOL
     naive, mask = naive_tiles(microisp.model, x, tiles, min_side=79)
     assert mask.any() and np.abs(naive - whole)[mask].max() > 1e-2  # the attention matters
@@ -211,6 +226,30 @@ def test_small_pynet_tiled_equals_whole():
     assert [t.core for t in tiles] == [(0, 0, 48, 32), (48, 0, 80, 32)]
     assert np.abs(runner(x, tile=48) - whole).max() <= TOL
     # the same cores without halo or shared statistics: a different picture
-    naive = naive_tiles(model, tiling.pad_to_multiple(x, 16), [
-        tiling.Tile(t.core, t.core) for t in tiles])[0][:140, :58]
+    naive = naive_tiles(model, pad_to_multiple(x, 16), [
+        Tile(t.core, t.core) for t in tiles])[0][:140, :58]
     assert np.abs(naive - whole).max() > 1e-2
+
+
+# -- per-frame inputs, several outputs -----------------------------------------------
+def test_vector_input_and_two_outputs_tile_exactly():
+    """A camera vector beside the image, two image outputs at scales 2 and 1."""
+    runner = TiledRunner(camera_vector_model())
+    fp = runner.footprint
+    assert fp.output_scales == (2, 1) and fp.output_scale == 2
+    assert (fp.stride, fp.core_step, fp.align) == (1, 9, 9) and fp.passes == 3
+    x = np.random.default_rng(5).random((61, 50, 4), dtype=np.float32)
+    camera = np.array([0.5, 2.0, 1.2], np.float32)
+    whole = runner(x, vectors=[camera])
+    assert isinstance(whole, list) and [w.shape for w in whole] == [(122, 100, 3), (61, 50, 2)]
+    tiles = runner.plan(61, 50, 18)
+    assert len(tiles) == 3 * 3  # rows 0, 18, 36-61 (7 rows left join the last core); columns 0, 18, 36
+    tiled = runner(x, tile=18, vectors=[camera[np.newaxis]])
+    for a, b in zip(tiled, whole):
+        assert np.abs(a - b).max() <= TOL
+    other = runner(x, tile=18, vectors=[[2.0, 0.1, 0.3]])  # the vector reaches every tile
+    assert np.abs(other[0] - whole[0]).max() > 1e-2
+    with pytest.raises(InputShapeError, match="1 per-frame input"):
+        runner(x)
+    with pytest.raises(InputShapeError, match=r"expected shape \(3,\)"):
+        runner(x, vectors=[np.zeros(4)])

@@ -6,7 +6,7 @@ levels 5 (coarsest) to 1 each refine the upsampled features of the level
 below with the encoder features of their own scale, and level 0 upsamples to
 the full RGB resolution.  Every level has its own output head, and the model
 is trained level by level, 5 -> 0, each level starting from the weights of the
-previous one (:func:`transfer_level_weights`)::
+previous one (:func:`isp_tf.models.pynet.stages.transfer_level_weights`)::
 
     packed (h, w, 4) -> L1 enc -> pool -> L2 enc -> pool -> L3 enc -> pool -> L4 enc -> pool
       L5 (h/16):  MB3(512), 2 x residual MB3(512), MB3(512)               -> out_5 (h/16, w/16)
@@ -46,9 +46,8 @@ from __future__ import annotations
 
 from isp_tf._keras import keras
 from isp_tf.layers import InstanceNorm, ScaledTanh
-from isp_tf.models.registry import ModelSpec
 
-__all__ = ["SPEC", "build_pynet", "transfer_level_weights"]
+__all__ = ["LEVELS", "build_pynet"]
 
 LEVELS = (5, 4, 3, 2, 1, 0)
 
@@ -220,46 +219,3 @@ def build_pynet(level: int = 0, width: float = 1.0, instance_norm: bool = True,
     # -- level 0 (2h): upsampling to the full RGB resolution -----------------
     heads[0] = b.head(b.up(l1, 8, "t0", scaled=False), "l0_out")
     return finish()
-
-
-def transfer_level_weights(src_model, dst_model):
-    """Copy the weights of every layer of ``src_model`` that ``dst_model`` also has, by name.
-
-    Use it to start level k from a trained level k+1 (``dst`` is a superset
-    except for the level-(k+1) output head, which level k does not contain).
-    Returns the names of the layers copied.  Raises
-    :class:`~isp_tf.errors.WeightsMismatchError` if a shared layer's shapes
-    differ (e.g. two widths) or nothing is shared.
-    """
-    from isp_tf.errors import WeightsMismatchError
-
-    dst_layers = {layer.name: layer for layer in dst_model.layers if layer.weights}
-    copied = []
-    for layer in src_model.layers:
-        if not layer.weights or layer.name not in dst_layers:
-            continue
-        target = dst_layers[layer.name]
-        values = layer.get_weights()
-        shapes = [tuple(v.shape) for v in values]
-        expected = [tuple(v.shape) for v in target.weights]
-        if shapes != expected[:len(shapes)] or len(shapes) != len(target.get_weights()):
-            raise WeightsMismatchError(
-                f"layer {layer.name!r}: {src_model.name!r} has weight shapes {shapes}, "
-                f"{dst_model.name!r} has {expected} (different width?)")
-        target.set_weights(values)
-        copied.append(layer.name)
-    if not copied:
-        raise WeightsMismatchError(f"{src_model.name!r} and {dst_model.name!r} share no layers")
-    return copied
-
-
-SPEC = ModelSpec(
-    name="pynet",
-    build=build_pynet,
-    description="PyNET (Ignatov et al. 2020): 47.5M-parameter inverted-pyramid ISP, levels 5..0",
-    size_multiple=16,
-    default_config={"level": 0, "width": 1.0},
-    small_config={"level": 0, "width": 0.0625},
-    recipe="pynet.json",
-    default_weights=None,
-)

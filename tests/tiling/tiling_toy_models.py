@@ -85,3 +85,36 @@ def cropping_model():
     inp = keras.Input((None, None, 4))
     x = keras.layers.Conv2D(4, 3, padding="valid")(inp)
     return keras.Model(inp, keras.layers.ZeroPadding2D(1)(keras.layers.Cropping2D(1)(x)))
+
+
+def camera_vector_model(seed=0):
+    """Packed (h, w, 4) + a per-frame vector (3,) -> [rgb (2h, 2w, 3), map (h, w, 2)].
+
+    The vector (think: white-balance gains, ISO) scales the features through a
+    Dense layer and is broadcast over every position; an attention with a
+    whole-image statistic sits after it, so tiles must get the same vector in
+    every pass for the statistics to be right.
+    """
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.RandomNormal(stddev=0.3, seed=seed)
+    conv = lambda ch, k=3, **kw: keras.layers.Conv2D(ch, k, padding="same", kernel_initializer=init, **kw)  # noqa: E731
+    image = keras.Input((None, None, 4), name="image")
+    camera = keras.Input((3,), name="camera")
+    gains = keras.layers.Dense(8, activation="sigmoid", kernel_initializer=init)(camera)
+    gains = keras.layers.Reshape((1, 1, 8))(gains)
+    a = keras.layers.Multiply()([conv(8)(image), gains])
+    a = ToyAttention(8)(a)
+    b = conv(8)(a)
+    rgb = keras.layers.Activation("sigmoid")(DepthToSpace()(conv(12)(b)))
+    side = keras.layers.Activation("tanh")(conv(2)(ToyInstanceNorm()(b)))
+    return keras.Model([image, camera], [rgb, side])
+
+
+def to_tflite(model) -> bytes:
+    """FP32 ``.tflite`` of ``model`` with free height and width (batch 1), inputs in model order."""
+    specs = [tf.TensorSpec([1] + list(t.shape[1:]), tf.float32, name=t.name.split(":")[0])
+             for t in model.inputs]
+    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+                     input_signature=specs, autograph=False)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    return bytes(converter.convert())
