@@ -112,8 +112,8 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
     e.g. PyNET's TRANSPOSE_CONV output shapes): NNAPI rewrites, INT8 calibrated on
     ``calib_side``-px frames, the MEAN quantisation fix.  CPU benchmarking only (NNAPI needs fixed shapes)."""
     from isp_tf._keras import tf
-    from isp_tf.export.convert import (DEFAULT_CALIBRATION, calibration_frames, convert_function,
-                                       load_export_model)
+    from isp_tf.export.calibration import DEFAULT_CALIBRATION, calibration_frames
+    from isp_tf.export.conversion import convert_function, load_export_model
     from isp_tf.export.keras_rewrites import rewrite_for_nnapi
     from isp_tf.export.tflite_passes import align_mean_quantization
     from isp_tf.models import get_spec
@@ -127,7 +127,8 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
     representative = None
     if precision == "int8":
         side = max(calib_side, spec.size_multiple)
-        frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False)
+        frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False,
+                                    direction=spec.forward)
         representative = lambda: ([f] for f in frames)  # noqa: E731
     data = convert_function(fn.get_concrete_function(), precision, io, representative, model)
     if precision == "int8":

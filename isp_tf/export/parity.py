@@ -135,3 +135,36 @@ def compare(reference: np.ndarray, candidate: np.ndarray, input_name: str = "") 
 
 __all__ = ["FP32_TOLERANCE", "ParityResult", "compare", "default_raw_candidates", "load_parity_input",
            "parity_image"]
+
+def run_parity(concrete, tflite: bytes, x, used: str, precision: str, qat: bool = False,
+               reference=None) -> dict:
+    """Keras (``concrete``) vs ``tflite`` on ``x``; FP32 must be within ``FP32_TOLERANCE``.
+
+    ``reference``: another float model's concrete function (e.g. the weights a
+    QAT run started from), reported as ``vs_reference_weights``.
+    """
+    from isp_tf.runtime.session import run_tflite
+
+    keras_out = concrete(_tf_constant(x))
+    if isinstance(keras_out, (list, tuple, dict)):
+        raise ExportError("the model must have exactly one output to export")
+    candidate = run_tflite(tflite, x)
+    result = compare(keras_out.numpy(), candidate, used)
+    info = result.to_dict()
+    if qat:
+        info["reference"] = "the QAT Keras model (fake quantisation), same weights, same input"
+    if reference is not None:
+        vs = compare(reference(_tf_constant(x)).numpy(), candidate, used).to_dict()
+        vs["reference"] = "Keras float32 model of --reference-weights"
+        info["vs_reference_weights"] = vs
+    if precision == "fp32":
+        info["tolerance"] = FP32_TOLERANCE
+        if result.max_abs_error > FP32_TOLERANCE:
+            raise ExportError(f"FP32 parity failed on {used}: max abs error {result.max_abs_error:.3g} "
+                              f"> {FP32_TOLERANCE}")
+    return info
+
+
+def _tf_constant(x):
+    from isp_tf._keras import tf
+    return tf.constant(x)

@@ -164,8 +164,6 @@ def _inverse_renderer(args):
 
 
 def _invert_all(args) -> int:
-    from tqdm import tqdm
-
     from isp_tf.infer.inverse import expand_photos, invert_file, output_paths, read_metadata
 
     if not args.metadata:
@@ -180,26 +178,8 @@ def _invert_all(args) -> int:
     meta = read_metadata(args.metadata)  # a bad metadata file fails before the model loads
     renderer = _inverse_renderer(args)
     tile = _output_tile(args.tile, renderer)
-    failed = 0
-    files = tqdm(list(zip(inputs, output_paths(inputs, args.out))), desc="files", unit="file",
-                 disable=args.quiet, position=0)
-    tiles = tqdm(desc="tiles", unit="run", disable=args.quiet, position=1, leave=False)
-    for path, out in files:
-        start = time.time()
-        try:
-            invert_file(path, meta, out, renderer, tile=tile, bar=tiles)
-        except IspTfError as e:
-            failed += 1
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
-            tqdm.write(f"error: {message}", file=sys.stderr)
-        else:
-            if not args.quiet:
-                tqdm.write(f"{path} -> {out} ({time.time() - start:.1f} s)")
-    tiles.close()
-    files.close()
-    if failed:
-        return EXIT_BAD_INPUT if len(inputs) == 1 else EXIT_SOME_FAILED
-    return 0
+    return _each_file(args, inputs, output_paths(inputs, args.out),
+                      lambda path, out, bar: invert_file(path, meta, out, renderer, tile=tile, bar=bar))
 
 
 def _renderer(args):
@@ -217,8 +197,6 @@ def _renderer(args):
 
 
 def _render_all(args) -> int:
-    from tqdm import tqdm
-
     from isp_tf.infer.pipeline import expand_inputs, output_paths, render_file
 
     inputs = expand_inputs(args.inputs)
@@ -227,16 +205,26 @@ def _render_all(args) -> int:
     renderer = _renderer(args)
     tile = _output_tile(args.tile, renderer)
 
+    bayer = _bayer_kwargs(args)
+    return _each_file(args, inputs, output_paths(inputs, args.out),
+                      lambda path, out, bar: render_file(path, out, renderer, bits=args.bits, tile=tile,
+                                                         bar=bar, bayer=bayer))
+
+
+def _each_file(args, inputs, outputs, work) -> int:
+    """Run ``work(path, out, tile_bar)`` per input with progress bars; a failing file is one
+    ``error:`` line and the others go on.  Exit 0 all written, 2 the single input failed,
+    1 some of several failed."""
+    from tqdm import tqdm
+
     failed = 0
-    files = tqdm(list(zip(inputs, output_paths(inputs, args.out))), desc="files", unit="file",
-                 disable=args.quiet, position=0)
+    files = tqdm(list(zip(inputs, outputs)), desc="files", unit="file", disable=args.quiet, position=0)
     tiles = tqdm(desc="tiles", unit="run", disable=args.quiet, position=1, leave=False)
     for path, out in files:
         files.set_postfix_str(path.name)
         start = time.time()
         try:
-            render_file(path, out, renderer, bits=args.bits, tile=tile, bar=tiles,
-                        bayer=_bayer_kwargs(args))
+            work(path, out, tiles)
         except IspTfError as e:
             failed += 1
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
@@ -249,9 +237,8 @@ def _render_all(args) -> int:
             tqdm.write(f"error: {path}: {type(e).__name__}: {first_line}{resource_hint(e)} "
                        "(run with --debug or ISP_TF_DEBUG=1 for the traceback)", file=sys.stderr)
         else:
-            if args.quiet:
-                continue
-            tqdm.write(f"{path} -> {out} ({time.time() - start:.1f} s)")
+            if not args.quiet:
+                tqdm.write(f"{path} -> {out} ({time.time() - start:.1f} s)")
     tiles.close()
     files.close()
     if failed:

@@ -45,6 +45,9 @@ import numpy as np
 from isp_tf.errors import InputShapeError, IspTfError, MissingFileError, RawReadError, WeightsMismatchError
 from isp_tf.utils import atomic_write
 
+from isp_tf.infer.pipeline import expand_inputs
+from isp_tf.infer.pipeline import output_paths as _output_paths
+
 __all__ = ["PHOTO_EXTENSIONS", "ClassicalInverse", "InverseRenderer", "expand_photos", "invert_file",
            "linear_to_mosaic", "metadata_to_json", "read_metadata", "read_photo", "sensor_order"]
 
@@ -59,23 +62,12 @@ Progress = Optional[Callable[[int], None]]
 # --------------------------------------------------------------------------- inputs
 def expand_photos(inputs: Iterable[Union[str, os.PathLike]]) -> List[pathlib.Path]:
     """Input paths with folders replaced by the photos directly inside them (sorted)."""
-    out = []
-    for item in inputs:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS))
-        else:
-            out.append(path)
-    return out
+    return expand_inputs(inputs, PHOTO_EXTENSIONS)
 
 
 def output_paths(inputs: List[pathlib.Path], out_dir) -> List[pathlib.Path]:
     """``OUT/<stem>.dng`` per input; inputs sharing a stem get ``<stem>_<ext>.dng``."""
-    stems = [p.stem for p in inputs]
-    return [pathlib.Path(out_dir) / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.dng"
-                                     if stems.count(p.stem) > 1 else f"{p.stem}.dng")
-            for p in inputs]
+    return _output_paths(inputs, out_dir, suffix=".dng")
 
 
 def read_photo(path) -> np.ndarray:
@@ -140,8 +132,7 @@ def read_metadata(path):
     (a JSON that lacks or breaks a field, a file that is neither JSON nor RAW).
     """
     from isp_tf.raw import Exif, RawImage, read_raw
-    from isp_tf.raw.color import (SRGB_TO_XYZ, XYZ_TO_SRGB, cam_to_srgb_from_xyz_to_cam,
-                                  cam_to_xyz_from_cam_to_srgb)
+    from isp_tf.raw.color import SRGB_TO_XYZ, XYZ_TO_SRGB, cam_to_xyz_from_cam_to_srgb
 
     path = pathlib.Path(path)
     if not path.is_file():

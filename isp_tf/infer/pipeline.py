@@ -36,24 +36,25 @@ RAW_EXTENSIONS = frozenset(_RAW_EXTENSIONS)
 Progress = Optional[Callable[[int], None]]
 
 
-def expand_inputs(inputs: Iterable[Union[str, os.PathLike]]) -> List[pathlib.Path]:
-    """Input paths with folders replaced by the RAW files directly inside them (sorted)."""
+def expand_inputs(inputs: Iterable[Union[str, os.PathLike]], extensions=RAW_EXTENSIONS) -> List[pathlib.Path]:
+    """Input paths with folders replaced by the files directly inside them whose name ends in
+    one of ``extensions`` (default: RAW files), sorted."""
     out = []
     for item in inputs:
         path = pathlib.Path(item)
         if path.is_dir():
             out.extend(sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in RAW_EXTENSIONS))
+                              if p.is_file() and p.suffix.lower() in extensions))
         else:
             out.append(path)
     return out
 
 
-def output_paths(inputs: List[pathlib.Path], out_dir) -> List[pathlib.Path]:
-    """``OUT/<stem>.png`` per input; inputs sharing a stem get ``<stem>_<ext>.png``."""
+def output_paths(inputs: List[pathlib.Path], out_dir, suffix: str = ".png") -> List[pathlib.Path]:
+    """``OUT/<stem><suffix>`` per input; inputs sharing a stem get ``<stem>_<ext><suffix>``."""
     stems = [p.stem for p in inputs]
-    return [pathlib.Path(out_dir) / (f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
-                                     if stems.count(p.stem) > 1 else f"{p.stem}.png")
+    return [pathlib.Path(out_dir) / (f"{p.stem}_{p.suffix.lstrip('.').lower()}{suffix}"
+                                     if stems.count(p.stem) > 1 else f"{p.stem}{suffix}")
             for p in inputs]
 
 

@@ -85,6 +85,17 @@ class Port:
         return PORT_KINDS[self.kind]
 
 
+#: the image ports of the packed-Bayer -> sRGB methods (MicroISP, PyNET): what
+#: ``isp_tf.raw.pack_bayer`` gives, and a ``tanh * 0.58 + 0.5`` head's output
+PACKED_BAYER_INPUT = Port(
+    "packed_bayer", "packed_bayer", 4,
+    normalise="x = (raw - black_level) / (white_level - black_level), per CFA site, in [0, 1], "
+              "after cropping the mosaic so its top-left pixel is red")
+TANH_SRGB_OUTPUT = Port(
+    "rgb", "srgb", 3, value_range=(0.5 - 0.58, 0.5 + 0.58),
+    normalise="sRGB in [0, 1] (the tanh head reaches -0.08..1.08): clip to [0, 1], x 255")
+
+
 @dataclasses.dataclass(frozen=True)
 class Direction:
     """One way through a method (``forward``: RAW -> sRGB; ``inverse``: sRGB -> RAW).
@@ -157,6 +168,34 @@ class Variant:
 
 
 @dataclasses.dataclass(frozen=True)
+class Option:
+    """An extra ``python -m isp_tf.train`` option a method declares (GenISP's ``--detector-weights``).
+
+    The value is stored in ``RunSettings.options[name]`` (so in ``run.json``,
+    and ``--resume`` reuses it) and handed to :attr:`ModelSpec.objective_factory`.
+
+    Attributes:
+      name: the key in ``RunSettings.options``; the flag is ``--`` + name with ``_`` -> ``-``.
+      help: the flag's help text.
+      required: a run of this model without it is refused.
+      default: the value when the flag is not given (``None``: absent).
+      choices: allowed values, if restricted.
+      type: ``str``, ``int`` or ``float`` (argparse converts).
+    """
+
+    name: str
+    help: str = ""
+    required: bool = False
+    default: Any = None
+    choices: Optional[Tuple[Any, ...]] = None
+    type: Callable[[str], Any] = str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """What the rest of isp_tf needs to know about one method.
 
@@ -169,8 +208,9 @@ class ModelSpec:
       directions: ``forward`` first, then any other (:class:`Direction`).
       presets: named builder configs; ``published`` (the paper's model) and
         ``small`` (tests, CI) always exist.
-      published_parameters: parameter count of ``create_model(name)`` at the
-        published preset (checked by the contract tests).
+      published_parameters: trainable parameter count of ``create_model(name)``
+        at the published preset, as papers count them (checked by the contract
+        tests; fixed tensors such as InvISP's permutation are not counted).
       recipe: training recipe file name in :attr:`home`.
       weights: shipped weights file name in ``home/weights/``, if any.
       stages: :class:`Stage` tuple in training order (empty: one stage).
@@ -194,6 +234,26 @@ class ModelSpec:
         ``image_loss.terms(y, model(x))``.
       loss_terms: names of the terms ``objective`` computes itself (allowed in
         the recipe's ``loss`` besides :data:`isp_tf.losses.LOSS_TERMS`).
+      options: :class:`Option` tuple: extra ``train`` flags of this method,
+        stored in ``RunSettings.options`` (``run.json``).
+      dataset: the method's training data, replacing
+        :func:`isp_tf.data.build_dataset` in ``train`` (same call:
+        ``dataset(specs, split=, patch_size=, batch_size=, seed=, augment=,
+        cache=, repeat=, input_kind=) -> tf.data.Dataset`` of ``(x, y)``
+        batches, ``x`` what the model takes -- a tuple for several inputs --
+        and ``y`` what ``objective`` scores against: GenISP turns RAW-NOD's
+        dicts into ``((packed, cam_to_xyz), {"boxes", "labels"})``).
+        ``None``: ``build_dataset`` with the forward input kind.
+      objective_factory: ``objective_factory(options) -> objective`` (the
+        signature of :attr:`objective`), called once per run inside the
+        distribution strategy's scope with ``RunSettings.options``: for an
+        objective that needs something built from a flag (GenISP: the frozen
+        detector of ``--detector-weights``).  Takes precedence over ``objective``.
+      validation: ``validation(model, x, y, objective) -> (metrics, prediction)``
+        replacing PSNR/SSIM in validation (and the training PSNR log):
+        ``metrics`` a dict of per-example values (logged as ``val_<name>``),
+        ``prediction`` an image batch for TensorBoard or ``None``.  GenISP
+        reports the detection losses on the validation batches.
     """
 
     name: str
@@ -211,6 +271,10 @@ class ModelSpec:
     cpu_ops: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     objective: Optional[Callable[..., Any]] = None
     loss_terms: Tuple[str, ...] = ()
+    options: Tuple[Option, ...] = ()
+    dataset: Optional[Callable[..., Any]] = None
+    objective_factory: Optional[Callable[[Mapping[str, Any]], Callable[..., Any]]] = None
+    validation: Optional[Callable[..., Any]] = None
 
     def __post_init__(self):
         if not self.directions or self.directions[0].name != "forward":

@@ -17,6 +17,10 @@ Examples::
     # quantization-aware fine-tuning of a trained run (writes runs/microisp/qat/)
     python -m isp_tf.train --model microisp --data synthetic:64 --out runs/microisp --qat
 
+    # GenISP through a frozen RetinaNet (a model's own flags: see --model genisp --help)
+    python -m isp_tf.train --model genisp --data rawnod:/data/RAW-NOD \\
+        --detector-weights retinanet_coco.h5 --out runs/genisp
+
 Exit status: 0 on success, 2 for bad input (unknown model, bad --data spec,
 missing files, weights of another model...), 1 for an unexpected failure
 (one line; --debug shows the traceback), 130 when interrupted.
@@ -87,6 +91,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_model_options(parser, argv):
+    """Add the flags of ``--model``'s own :class:`~isp_tf.models.registry.Option` s (``ModelSpec.options``)."""
+    from isp_tf.models import available_models
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    pre.add_argument("--resume", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    if not known.model or known.resume or str(known.model).lower() not in available_models():
+        return ()
+    from isp_tf.models import get_spec
+
+    spec = get_spec(known.model)
+    if not spec.options:
+        return ()
+    group = parser.add_argument_group(f"{spec.name} options")
+    for option in spec.options:
+        extra = " (required)" if option.required else (
+            f" (default {option.default})" if option.default is not None else "")
+        group.add_argument(option.flag, dest=f"option_{option.name}", type=option.type, choices=option.choices,
+                           default=None, help=option.help + extra)
+    return spec.options
+
+
+def _model_options(args, parser, options):
+    """``RunSettings.options`` from the parsed flags of the model's own options."""
+    out = {}
+    for option in options:
+        value = getattr(args, f"option_{option.name}", None)
+        if value is None:
+            if option.required:
+                parser.error(f"--model {args.model} needs {option.flag}")
+            value = option.default
+        if value is not None:
+            out[option.name] = value
+    return out
+
+
 def _check_specs(specs):
     """Reject malformed LAYOUT:PATH specs before TensorFlow starts (no TF import)."""
     from isp_tf.data.layouts import parse_spec
@@ -95,7 +137,7 @@ def _check_specs(specs):
         parse_spec(spec)
 
 
-def _settings_from_args(args, parser):
+def _settings_from_args(args, parser, options=()):
     from isp_tf.models import get_spec
     from isp_tf.train.recipe import qat_recipe, resolve_recipe
     from isp_tf.train.trainer import FINAL_WEIGHTS, RunSettings
@@ -135,7 +177,8 @@ def _settings_from_args(args, parser):
     settings = RunSettings(model=spec.name, model_config=config, data=list(args.data), recipe=recipe,
                            val_data=list(args.val_data) if args.val_data else None,
                            seed=0 if args.seed is None else args.seed, small=args.small, init_from=init_from,
-                           qat=args.qat, vgg=args.vgg, deterministic=args.deterministic)
+                           qat=args.qat, vgg=args.vgg, deterministic=args.deterministic,
+                           options=_model_options(args, parser, options))
     return settings, run_dir
 
 
@@ -147,6 +190,7 @@ def _resume_dir(args) -> pathlib.Path:
 
 def main(argv=None, callbacks=()) -> int:
     parser = build_parser()
+    options = _add_model_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.qat:  # tfmot's fake-quant convolutions crash oneDNN's strided 1x1 kernels
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -166,7 +210,7 @@ def main(argv=None, callbacks=()) -> int:
             run_dir = _resume_dir(args)
             settings = read_run(run_dir)
         else:
-            settings, run_dir = _settings_from_args(args, parser)
+            settings, run_dir = _settings_from_args(args, parser, options)
         result = train(settings, run_dir, strategy=strategy, resume=args.resume,
                        callbacks=callbacks, verbose=0 if args.quiet else 1,
                        time_limit=None if args.time_limit is None else 60.0 * args.time_limit)

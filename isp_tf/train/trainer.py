@@ -62,6 +62,8 @@ class RunSettings:
       qat: this run fine-tunes quantization-aware (``isp_tf.export.qat``).
       vgg: VGG-19 weights file or folder for the ``vgg`` loss term.
       deterministic: ``tf.config.experimental.enable_op_determinism()``.
+      options: values of the model's own flags (``ModelSpec.options``, e.g.
+        GenISP's ``detector_weights``), handed to ``ModelSpec.objective_factory``.
     """
 
     model: str
@@ -75,6 +77,7 @@ class RunSettings:
     qat: bool = False
     vgg: Optional[str] = None
     deterministic: bool = False
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -356,11 +359,13 @@ def _datasets(settings: RunSettings, dataset_fn, start_step: int):
     return train_ds.skip(start_step), val_ds.take(recipe.validation_steps)
 
 
-def _step_functions(state: _State, strategy, recipe: Recipe, objective=None):
+def _step_functions(state: _State, strategy, recipe: Recipe, objective=None, validation=None):
     """``train_step(iterator) -> logs`` (distributed) and ``val_step(x, y) -> per-image metrics``.
 
     ``objective``: the spec's own training loss (``ModelSpec.objective``), else
-    the recipe's image terms of ``model(x)`` against ``y``."""
+    the recipe's image terms of ``model(x)`` against ``y``.  ``validation``:
+    the spec's validation metrics (``ModelSpec.validation``), else PSNR/SSIM
+    (and the training PSNR log)."""
     model, optimizer, loss_fn = state.model, state.optimizer, state.loss_fn
     batch_size, weights = recipe.batch_size, recipe.loss
 
@@ -379,7 +384,8 @@ def _step_functions(state: _State, strategy, recipe: Recipe, objective=None):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         logs = {k: tf.nn.compute_average_loss(v, global_batch_size=batch_size) for k, v in terms.items()}
         logs["loss"] = loss
-        logs["psnr"] = tf.nn.compute_average_loss(metrics.psnr(y, pred), global_batch_size=batch_size)
+        if validation is None:
+            logs["psnr"] = tf.nn.compute_average_loss(metrics.psnr(y, pred), global_batch_size=batch_size)
         return logs
 
     @tf.function
@@ -390,6 +396,8 @@ def _step_functions(state: _State, strategy, recipe: Recipe, objective=None):
 
     @tf.function
     def val_step(x, y):
+        if validation is not None:
+            return validation(model, x, y, objective)
         pred = model(x, training=False)
         out = {"psnr": metrics.psnr(y, pred)}
         if min(y.shape[1], y.shape[2]) >= 11:
@@ -419,7 +427,12 @@ class _Logs:
 
     def samples(self, step: int, target, pred) -> None:
         """Prediction beside target for the first validation images (both clipped to [0, 1])."""
-        if target is None:
+        if target is None or pred is None:
+            return
+        if not tf.is_tensor(target) or target.shape != pred.shape:  # not an image (detection targets...)
+            n = min(self.SAMPLES, int(pred.shape[0]))
+            with self.val.as_default(step=step):
+                tf.summary.image("samples/prediction", tf.clip_by_value(pred[:n], 0.0, 1.0), max_outputs=n)
             return
         n = min(self.SAMPLES, int(target.shape[0]))
         pair = tf.concat([tf.clip_by_value(pred[:n], 0.0, 1.0), tf.clip_by_value(target[:n], 0.0, 1.0)], axis=2)
@@ -444,7 +457,7 @@ def _validate(val_ds, val_step):
             sample = (y, pred)
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
-        count += int(x.shape[0])
+        count += int(tf.nest.flatten(x)[0].shape[0])
     return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}, sample
 
 
@@ -477,7 +490,8 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
       time_limit: seconds; once exceeded the run stops after the current step,
         validates, checkpoints and saves its final weights (``--resume`` can
         continue it).  Not with multi-worker training (workers would disagree).
-      dataset_fn: replaces :func:`isp_tf.data.build_dataset` (same signature).
+      dataset_fn: replaces :func:`isp_tf.data.build_dataset` (same signature);
+        default ``ModelSpec.dataset`` if the spec has one, else ``build_dataset``.
     """
     run_dir = pathlib.Path(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
@@ -493,6 +507,11 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
+    from isp_tf.models import get_spec
+
+    spec = get_spec(settings.model)
+    if dataset_fn is None:
+        dataset_fn = spec.dataset
     if dataset_fn is None:
         from isp_tf.data import build_dataset as dataset_fn
     replicas = strategy.num_replicas_in_sync
@@ -509,9 +528,11 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
     total = recipe.total_steps
     train_ds, val_ds = _datasets(settings, dataset_fn, start_step)
     iterator = iter(strategy.experimental_distribute_dataset(train_ds))
-    from isp_tf.models import get_spec
-
-    train_step, val_step = _step_functions(state, strategy, recipe, get_spec(settings.model).objective)
+    objective = spec.objective
+    if spec.objective_factory is not None:
+        with strategy.scope():
+            objective = spec.objective_factory(dict(settings.options))
+    train_step, val_step = _step_functions(state, strategy, recipe, objective, spec.validation)
     logs_out = _Logs(run_dir, is_chief)
     schedule = make_learning_rate(recipe)
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from isp_tf.errors import ExportError, FrameSizeError, InputShapeError, NNAPIValidationError, WeightsMismatchError
-from isp_tf.export.convert import export_tflite, model_input_hw, parse_frame_size
+from isp_tf.export.convert import export_tflite
+from isp_tf.export.sizes import model_input_hw
+from isp_tf.runtime.frames import parse_frame_size
 from isp_tf.export.flatbuffer import read_tflite
 from isp_tf.export.nnapi import check_nnapi
 from isp_tf.models import create_model, get_spec
@@ -192,7 +194,8 @@ def test_too_small_for_microisp_attention():
 
 def test_fp32_parity_failure_is_an_error():
     from isp_tf._keras import tf
-    from isp_tf.export.convert import convert_function, run_parity
+    from isp_tf.export.conversion import convert_function
+    from isp_tf.export.parity import run_parity
 
     spec = tf.TensorSpec([1, 4, 4, 4], tf.float32)
     exact = tf.function(lambda x: x * 0.5, input_signature=[spec]).get_concrete_function()

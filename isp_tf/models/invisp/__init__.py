@@ -53,8 +53,8 @@ SPEC = ModelSpec(
     presets={"published": {"num_blocks": 8, "growth": 32, "gamma": 2.2},
              "small": {"num_blocks": 2, "growth": 8, "gamma": 2.2},
              "no_gamma": {"num_blocks": 8, "growth": 32, "gamma": None}},
-    # count_params(): 1,413,760 trainable (the paper's count) + 96 fixed (P and sign_s of the 8 1x1 convs)
-    published_parameters=1_413_856,
+    # trainable, the paper's count; count_params() adds 96 fixed values (P and sign_s of the 8 1x1 convs)
+    published_parameters=1_413_760,
     recipe="recipe.json",
     weights=None,
     qat_configs={"InvertibleSequence": "sublayers", "GammaCurve": "output"},

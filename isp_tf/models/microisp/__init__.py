@@ -12,24 +12,17 @@ from isp_tf.models.microisp.merged import merge_branches
 from isp_tf.models.microisp.model import BRANCHES, SKIP_EVERY, build_microisp
 from isp_tf.models.microisp.official import (OFFICIAL_CHANNEL_ORDER, load_official_checkpoint,
                                              official_scaling)
-from isp_tf.models.registry import Direction, ModelSpec, Port, Variant
+from isp_tf.models.registry import PACKED_BAYER_INPUT, TANH_SRGB_OUTPUT, Direction, ModelSpec, Variant
 
 __all__ = ["BRANCHES", "OFFICIAL_CHANNEL_ORDER", "SKIP_EVERY", "SPEC", "build_microisp",
            "load_official_checkpoint", "merge_branches", "official_scaling"]
-
-PACKED_BAYER = Port(
-    "packed_bayer", "packed_bayer", 4,
-    normalise="x = (raw - black_level) / (white_level - black_level), per CFA site, in [0, 1], "
-              "after cropping the mosaic so its top-left pixel is red")
-SRGB = Port("rgb", "srgb", 3, value_range=(0.5 - 0.58, 0.5 + 0.58),
-            normalise="sRGB in [0, 1] (the tanh head reaches -0.08..1.08): clip to [0, 1], x 255")
 
 SPEC = ModelSpec(
     name="microisp",
     build=build_microisp,
     description="MicroISP (Ignatov et al. 2022): 13.5K-parameter 3-branch NNAPI-1.2 ISP",
     home=pathlib.Path(__file__).resolve().parent,
-    directions=(Direction("forward", (PACKED_BAYER,), (SRGB,), output_scale=2, size_multiple=1),),
+    directions=(Direction("forward", (PACKED_BAYER_INPUT,), (TANH_SRGB_OUTPUT,), output_scale=2, size_multiple=1),),
     presets={"published": {"width": 4, "depth": 7}, "small": {"width": 4, "depth": 4}},
     published_parameters=13_560,
     recipe="recipe.json",

@@ -10,16 +10,9 @@ import pathlib
 
 from isp_tf.models.pynet.model import LEVELS, build_pynet
 from isp_tf.models.pynet.stages import STAGES, target_for_level, transfer_level_weights
-from isp_tf.models.registry import Direction, ModelSpec, Port
+from isp_tf.models.registry import PACKED_BAYER_INPUT, TANH_SRGB_OUTPUT, Direction, ModelSpec
 
 __all__ = ["LEVELS", "SPEC", "build_pynet", "target_for_level", "transfer_level_weights"]
-
-PACKED_BAYER = Port(
-    "packed_bayer", "packed_bayer", 4,
-    normalise="x = (raw - black_level) / (white_level - black_level), per CFA site, in [0, 1], "
-              "after cropping the mosaic so its top-left pixel is red")
-SRGB = Port("rgb", "srgb", 3, value_range=(0.5 - 0.58, 0.5 + 0.58),
-            normalise="sRGB in [0, 1] (the tanh head reaches -0.08..1.08): clip to [0, 1], x 255")
 
 SPEC = ModelSpec(
     name="pynet",
@@ -27,7 +20,7 @@ SPEC = ModelSpec(
     description="PyNET (Ignatov et al. 2020): 47.5M-parameter inverted-pyramid ISP, levels 5..0",
     home=pathlib.Path(__file__).resolve().parent,
     # level 0 (the published preset) outputs twice the packed input; four 2x poolings
-    directions=(Direction("forward", (PACKED_BAYER,), (SRGB,), output_scale=2, size_multiple=16),),
+    directions=(Direction("forward", (PACKED_BAYER_INPUT,), (TANH_SRGB_OUTPUT,), output_scale=2, size_multiple=16),),
     presets={"published": {"level": 0, "width": 1.0}, "small": {"level": 0, "width": 0.0625},
              "no_instance_norm": {"level": 0, "width": 1.0, "instance_norm": False}},
     # the level-0 model alone; the authors' graph with all six heads has 47,548,170
