@@ -41,10 +41,10 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from isp_tf.errors import IspTfError
-
 from benchmarks import measure
 from benchmarks.config import parse_resolution, round_up
+from isp_tf.errors import IspTfError
+from isp_tf.models.registry import DEFAULT_MODEL
 from isp_tf.runtime.frames import FRAME_SIZES, megapixels
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "each configuration in a fresh process, against the classical renderer, rawpy and "
                     "reference .tflite files; or on an Android phone over adb.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", default="microisp",
+    p.add_argument("--models", default=DEFAULT_MODEL,
                    help="comma-separated registry names; NAME:small for the tiny variant")
     p.add_argument("--small", action="store_true", help="use every model's tiny variant")
     p.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH",
@@ -536,16 +536,11 @@ def _us(value):
 
 # ----------------------------------------------------------------------------
 def main(argv=None) -> int:
+    from isp_tf.cli import run_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _main(args, argv)
-    except IspTfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: _main(args, argv))
 
 
 def _main(args, argv) -> int:

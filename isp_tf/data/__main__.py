@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from isp_tf.cli import add_debug_flag, run_command
 from isp_tf.errors import IspTfError
 
 
@@ -25,7 +26,12 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="decode every pair (slow)")
     parser.add_argument("--patch-size", type=int, default=0,
                         help="with --check: also require each pair to hold a patch of this size")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    return run_command(lambda: _check_specs(args), debug=args.debug)
+
+
+def _check_specs(args) -> int:
     from tqdm import tqdm
 
     from isp_tf.data.layouts import find_examples, parse_spec

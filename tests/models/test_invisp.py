@@ -54,7 +54,8 @@ def test_parameter_count_and_presets():
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 1_413_760  # the paper's count (METHODS.md)
     # + P and sign_s of the 8 LU-decomposed 1x1 convs (fixed): what count_params() and the spec say
-    assert model.count_params() == SPEC.published_parameters == 1_413_760 + 8 * (9 + 3)
+    assert SPEC.published_parameters == trainable  # the spec states the trainable count
+    assert model.count_params() == 1_413_760 + 8 * (9 + 3)  # plus the fixed P and sign_s
     assert len(flow_parts(model).blocks.blocks) == 8 and flow_parts(model).gamma.gamma == 2.2
     assert flow_parts(create_model("invisp", preset="no_gamma")).gamma is None
     assert [d.name for d in SPEC.directions] == ["forward", "inverse"]

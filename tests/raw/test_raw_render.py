@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import rawpy
 
+from isp_tf.runtime.metrics import psnr
 from isp_tf.raw import (CFA_PATTERNS, SRGB_TO_XYZ, RawImage, apply_orientation, linear_to_srgb,
                         pack_bayer, read_raw, render_classical, rggb_offset, write_dng)
 
@@ -17,10 +18,6 @@ def libraw_render(path, **wb):
             demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR, adjust_maximum_thr=0,
             highlight_mode=rawpy.HighlightMode.Clip, output_bps=16, user_flip=0, **wb)
     return rgb.astype(np.float32) / 65535
-
-
-def psnr(a, b):
-    return 10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2))
 
 
 def test_colour_chart_dng_matches_libraw(raw_samples):
