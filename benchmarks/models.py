@@ -25,18 +25,28 @@ class ModelChoice:
     small: bool = False
     weights: Optional[str] = None
     variant: Optional[str] = None  # a name in the model's ModelSpec.variants
+    direction: Optional[str] = None  # a name in the model's ModelSpec.directions (None: forward)
 
     @property
     def label(self) -> str:
-        return self.name + ("-small" if self.small else "") + (f"-{self.variant}" if self.variant else "")
+        return (self.name + ("-small" if self.small else "") + (f"-{self.variant}" if self.variant else "")
+                + (f"-{self.direction}" if self.direction not in (None, "forward") else ""))
+
+    @property
+    def spec_direction(self):
+        """The :class:`~isp_tf.models.registry.Direction` this choice runs."""
+        from isp_tf.models import get_spec
+
+        return get_spec(self.name).direction(self.direction)
 
 
 def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) -> Tuple[ModelChoice, ...]:
     """``"microisp,pynet:small"`` -> ModelChoices; ``weights``: ``NAME=PATH`` or one bare path.
 
     Options after the colon, joined by ``+``: ``small`` (the registry's tiny
-    preset) and any variant the model's spec declares (``ModelSpec.variants``,
-    e.g. ``microisp:merged`` or ``microisp:small+merged``).
+    preset), any variant the model's spec declares (``ModelSpec.variants``,
+    e.g. ``microisp:merged`` or ``microisp:small+merged``) and any of its
+    directions (``ModelSpec.directions``, e.g. ``invisp:inverse``).
     """
     from isp_tf.models import available_models, get_spec
 
@@ -59,18 +69,22 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
         if name not in available_models():
             raise IspTfError(f"unknown model {name!r}; known models: {', '.join(available_models())}")
         options = {v for v in options.lower().split("+") if v}
-        variants = options - {"small"}
-        known = set(get_spec(name).variants)
-        if variants - known or len(variants) > 1:
+        spec = get_spec(name)
+        directions = options & {d.name for d in spec.directions}
+        variants = options - {"small"} - directions
+        known = set(spec.variants)
+        if variants - known or len(variants) > 1 or len(directions) > 1:
             raise IspTfError(f"{entry!r}: unknown option; use :small"
                              + "".join(f", :{v} or :small+{v}" for v in sorted(known))
+                             + "".join(f", :{d.name}" for d in spec.directions[1:])
                              + (f" ({name} has no variants)" if not known else ""))
         path = by_name.get(name)
         if path is not None and not pathlib.Path(path).is_file():
             from isp_tf.errors import MissingFileError
 
             raise MissingFileError(f"{path}: weights file not found (--weights {name}=PATH)")
-        choices.append(ModelChoice(name, small or "small" in options, path, next(iter(variants), None)))
+        choices.append(ModelChoice(name, small or "small" in options, path, next(iter(variants), None),
+                                   next(iter(directions), None)))
     unknown = set(by_name) - {c.name for c in choices}
     if unknown:
         raise IspTfError(f"--weights names models not in --models: {', '.join(sorted(unknown))}")
@@ -86,6 +100,8 @@ def build(choice: ModelChoice, input_hw: Optional[Tuple[int, int]] = None, tilin
     config = {}
     if input_hw is not None:
         config["input_shape"] = (int(input_hw[0]), int(input_hw[1]), spec.input_channels)
+    if choice.direction not in (None, "forward") and config:
+        raise IspTfError(f"{choice.label}: a derived direction is built from the forward model at free size")
     if choice.weights:
         model = resolve_model(choice.name, choice.weights, tiling=tiling).model
         if config:  # the weights fix the config; rebuild at the asked size
@@ -104,6 +120,10 @@ def build(choice: ModelChoice, input_hw: Optional[Tuple[int, int]] = None, tilin
 
         with tiling_mode(tiling):
             model = spec.variant(choice.variant).transform(model)
+    if choice.direction not in (None, "forward"):
+        from isp_tf.models.registry import derive_direction
+
+        model = derive_direction(spec, model, choice.direction)
     return model
 
 
@@ -116,19 +136,20 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
     from isp_tf.export.conversion import convert_function, load_export_model
     from isp_tf.export.keras_rewrites import rewrite_for_nnapi
     from isp_tf.export.tflite_passes import align_mean_quantization
-    from isp_tf.models import get_spec
     from isp_tf.utils import atomic_write
 
-    spec = get_spec(choice.name)
-    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small, variant=choice.variant)
+    direction = choice.spec_direction
+    loaded = load_export_model(choice.name, weights=choice.weights, small=choice.small, variant=choice.variant,
+                               direction=choice.direction)
     model = rewrite_for_nnapi(loaded.model)[0] if not loaded.qat else loaded.model
+    port = direction.image_input
     fn = tf.function(lambda x: model(x, training=False), input_signature=[
-        tf.TensorSpec([1, None, None, spec.input_channels], tf.float32, name=spec.inputs[0].name)])
+        tf.TensorSpec([1, None, None, port.channels], tf.float32, name=port.name)])
     representative = None
     if precision == "int8":
-        side = max(calib_side, spec.size_multiple)
+        side = max(calib_side, direction.size_multiple)
         frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False,
-                                    direction=spec.forward)
+                                    direction=direction)
         representative = lambda: ([f] for f in frames)  # noqa: E731
     data = convert_function(fn.get_concrete_function(), precision, io, representative, model)
     if precision == "int8":
@@ -177,11 +198,9 @@ def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float
     if dynamic:
         _export_dynamic(choice, precision, path, io if precision == "int8" else "auto")
         return pathlib.Path(path)
-    from isp_tf.models import get_spec
-
-    scale = get_spec(choice.name).output_scale
+    scale = choice.spec_direction.output_scale
     export_tflite(choice.name, str(path), precision=precision, input_size=f"{scale * h}x{scale * w}",
                   weights=choice.weights, small=choice.small, io=io, allow_cpu_fallback=True,
-                  variant=choice.variant,
+                  variant=choice.variant, direction=choice.direction,
                   parity=False, progress=False, log=lambda *a, **k: None)
     return pathlib.Path(path)

@@ -324,14 +324,12 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     import dataclasses
 
     from benchmarks import models as bm
-    from isp_tf.models import get_spec
     from isp_tf.tiling.analysis import analyze
     from isp_tf.tiling.manifest import read_manifest, write_manifest
     from isp_tf.tiling.planner import auto_core, round_core
     from isp_tf.tiling.tflite_executor import expose_global_stats
 
-    spec = get_spec(choice.name)
-    footprint = analyze(bm.build(choice, tiling=True), spec.size_multiple)
+    footprint = analyze(bm.build(choice, tiling=True), choice.spec_direction.size_multiple)
     exported_whole = pathlib.Path(exported_whole)
     manifest_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tiling.json"
     if not manifest_path.exists():
@@ -358,7 +356,6 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
 # ----------------------------------------------------------------------------
 def run_local(args, harness: Harness, choices, resolutions, precisions, modes, runtimes, progress):
     from benchmarks import models as bm
-    from isp_tf.models import get_spec
 
     workdir = harness.workdir
     exported: Dict[tuple, pathlib.Path] = {}
@@ -367,11 +364,12 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
         workers; a model whose fixed-shape graph cannot be resized is exported with free sizes."""
         key = (choice, precision)
         if key not in exported:
-            mult = get_spec(choice.name).size_multiple
+            d = choice.spec_direction
+            mult, scale = d.size_multiple, d.output_scale
             h, w = resolutions[0][1]
-            trace_hw = (round_up(h // 2, mult), round_up(w // 2, mult))
+            trace_hw = (round_up(h // scale, mult), round_up(w // scale, mult))
             path = bm.export(choice, precision, workdir / f"{choice.label}_{precision}.tflite", trace_hw)
-            if len(resolutions) > 1 and not bm.resizable(path, trace_hw, mult):
+            if len(resolutions) > 1 and not bm.resizable(path, trace_hw, mult, scale):
                 path = bm.export(choice, precision, path, trace_hw, dynamic=True)
             exported[key] = path
         return exported[key]
@@ -417,8 +415,9 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                 progress.update(1)
         # our models
         for choice in choices:
-            spec_m = get_spec(choice.name)
-            model_in = (round_up(in_hw[0], spec_m.size_multiple), round_up(in_hw[1], spec_m.size_multiple))
+            d = choice.spec_direction
+            model_in = (round_up(hw[0] // d.output_scale, d.size_multiple),
+                        round_up(hw[1] // d.output_scale, d.size_multiple))
             for precision in precisions:
                 try:
                     path = model_file(choice, precision)
@@ -448,7 +447,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                             continue
                         spec = {"kind": "tflite", "model_path": str(path), "input_hw": list(model_in),
                                 "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
-                                "runtime": runtime, "mode": mode}
+                                "runtime": runtime, "mode": mode, "output_scale": d.output_scale,
+                                "channels": d.image_input.channels}
                         if mode == "whole":
                             if "tiled" in modes and (not args.tile_models or choice.label in args.tile_models):
                                 spec["save_output"] = str(whole_out)

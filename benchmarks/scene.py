@@ -17,25 +17,26 @@ WHITE_LEVEL = 1023
 WB_GAINS = (2.0, 1.0, 1.6)
 
 
-def synthetic_packed(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A packed-Bayer frame (height, width, 4) float32 in [0, 1] (model input pixels)."""
+def synthetic_packed(height: int, width: int, seed: int = 0, channels: int = 4) -> np.ndarray:
+    """A smooth textured frame (height, width, channels) float32 in [0, 1] (model input pixels):
+    packed Bayer by default, or the 3 channels of an RGB input."""
     height, width = int(height), int(width)
     rng = np.random.default_rng(seed)
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    frame = np.empty((height, width, 4), np.float32)
-    phase = rng.uniform(0, 2 * np.pi, size=(4, 3)).astype(np.float32)
-    for c in range(4):
+    frame = np.empty((height, width, channels), np.float32)
+    phase = rng.uniform(0, 2 * np.pi, size=(channels, 3)).astype(np.float32)
+    for c in range(channels):
         base = 0.35 + 0.25 * np.sin(2.1 * np.pi * x + phase[c, 0]) * np.cos(1.7 * np.pi * y + phase[c, 1])
         texture = 0.08 * np.sin(97.0 * x + phase[c, 2]) * np.sin(61.0 * y)
         frame[..., c] = base + texture
     for _ in range(6):  # soft blobs
         cy, cx = rng.uniform(0, 1, 2)
         r = rng.uniform(0.05, 0.2)
-        colour = rng.uniform(-0.25, 0.35, 4).astype(np.float32)
+        colour = rng.uniform(-0.25, 0.35, channels).astype(np.float32)
         blob = np.exp(-(((y - cy) ** 2) + ((x - cx) * width / max(height, 1)) ** 2) / (2 * r * r))
         frame += blob[..., None].astype(np.float32) * colour
-    frame += rng.normal(0.0, 0.01, size=(1, width, 4)).astype(np.float32)  # column noise, cheap
+    frame += rng.normal(0.0, 0.01, size=(1, width, channels)).astype(np.float32)  # column noise, cheap
     np.clip(frame, 0.0, 1.0, out=frame)
     return frame
 

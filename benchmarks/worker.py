@@ -74,7 +74,7 @@ def run_tflite(spec: dict) -> dict:
     from benchmarks.scene import synthetic_packed
 
     h, w = spec["input_hw"]
-    frame = synthetic_packed(h, w, spec.get("seed", 0))[np.newaxis]
+    frame = synthetic_packed(h, w, spec.get("seed", 0), int(spec.get("channels", 4)))[np.newaxis]
     threads = int(spec.get("threads", 2))
     runtime = spec.get("runtime", "xnnpack")
     result = {}

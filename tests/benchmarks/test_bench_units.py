@@ -148,3 +148,16 @@ def test_compact_markdown_and_report_command(tmp_path, capsys):
     assert (tmp_path / "p.png").exists()
     assert report.main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_model_choices_take_presets_variants_and_directions_from_the_spec():
+    from benchmarks.models import parse_models
+    from isp_tf.errors import IspTfError
+
+    merged, inverse = parse_models("microisp:small+merged,invisp:small+inverse")
+    assert (merged.small, merged.variant, merged.direction, merged.label) == (True, "merged", None,
+                                                                           "microisp-small-merged")
+    assert (inverse.direction, inverse.label) == ("inverse", "invisp-small-inverse")
+    assert inverse.spec_direction.image_input.kind == "srgb" and inverse.spec_direction.output_scale == 1
+    with pytest.raises(IspTfError, match="unknown option"):
+        parse_models("microisp:inverse")
