@@ -36,6 +36,31 @@ RAW_EXTENSIONS = frozenset(_RAW_EXTENSIONS)
 Progress = Optional[Callable[[int], None]]
 
 
+def linear_rgb_input(raw) -> np.ndarray:
+    """The ``linear_rgb`` model input of a RAW photo, as the training pipeline builds it
+    (:func:`isp_tf.data.pipeline.linear_rgb_from_rggb`): the ``rggb_crop`` window,
+    normalised, times the as-shot white-balance gains over their smallest, clipped,
+    bilinearly demosaiced.  Same size as the classical render's window."""
+    from isp_tf.raw import demosaic_bilinear, pack_bayer, unpack_bayer
+
+    mosaic = unpack_bayer(pack_bayer(raw))  # normalised RGGB window
+    gains = np.asarray(raw.wb_gains, np.float32)
+    gains = gains / gains.min()
+    site = np.add.outer(np.arange(mosaic.shape[0]) % 2, np.arange(mosaic.shape[1]) % 2)  # 0 R, 1 G, 2 B
+    mosaic = np.minimum(mosaic * gains[site], 1.0).astype(np.float32)
+    return np.clip(demosaic_bilinear(mosaic, "RGGB"), 0.0, 1.0).astype(np.float32)
+
+
+def _packed_bayer_input(raw) -> np.ndarray:
+    from isp_tf.raw import pack_bayer
+
+    return pack_bayer(raw)
+
+
+#: image-input port kinds the network renderer builds from a RAW photo
+MODEL_INPUTS = {"packed_bayer": _packed_bayer_input, "linear_rgb": linear_rgb_input}
+
+
 def expand_inputs(inputs: Iterable[Union[str, os.PathLike]], extensions=RAW_EXTENSIONS) -> List[pathlib.Path]:
     """Input paths with folders replaced by the files directly inside them whose name ends in
     one of ``extensions`` (default: RAW files), sorted."""
@@ -103,9 +128,10 @@ class NetworkRenderer:
                                        "export them to int8 with export_to_tflite.py instead")
         spec = get_spec(loaded.name)
         forward = spec.forward
-        if forward.image_input.kind != "packed_bayer" or forward.image_output.kind != "srgb":
-            raise InputShapeError(f"model {spec.name!r} does not render packed Bayer to sRGB "
-                                  f"({forward.image_input.kind} -> {forward.image_output.kind})")
+        if forward.image_input.kind not in MODEL_INPUTS or forward.image_output.kind != "srgb":
+            raise InputShapeError(f"model {spec.name!r} does not render a RAW photo to sRGB "
+                                  f"({forward.image_input.kind} -> {forward.image_output.kind}); "
+                                  f"inputs this renderer builds: {', '.join(MODEL_INPUTS)}")
         self.name, self.config, self.weights, self.spec = (spec.name, loaded.config,
                                                            pathlib.Path(loaded.weights), spec)
         name, config = spec.name, loaded.config
@@ -120,29 +146,30 @@ class NetworkRenderer:
                 f"{name} {config} outputs {self.runner.footprint.output_scale}x its input, not "
                 f"{forward.output_scale}x (a model trained in stages: use the weights of its last stage)")
 
-    def _packed(self, raw):
-        from isp_tf.raw import pack_bayer
-
-        packed = pack_bayer(raw)
+    def _model_input(self, raw):
+        """The forward direction's image input built from ``raw`` (its port kind decides)."""
+        x = MODEL_INPUTS[self.spec.forward.image_input.kind](raw)
         side = self.runner.min_side
-        if min(packed.shape[:2]) < side:
+        if min(x.shape[:2]) < side:
+            per = self.spec.forward.output_scale  # RAW px per model-input px (the output is RAW-sized)
             raise InputShapeError(
                 f"{raw.path or 'input'}: {raw.height}x{raw.width} px is smaller than one tile of "
-                f"{self.name} ({2 * side}x{2 * side} RAW px)")
-        return packed
+                f"{self.name} ({per * side}x{per * side} RAW px)")
+        return x
 
     def steps(self, raw, tile=None) -> int:
         """Model runs :meth:`__call__` will make on ``raw`` (for a progress bar)."""
         from isp_tf.raw import rggb_crop
 
         y0, y1, x0, x1 = rggb_crop(raw.bayer.shape, raw.cfa_pattern)
-        h, w = (y1 - y0) // 2, (x1 - x0) // 2
+        per = self.spec.forward.output_scale
+        h, w = (y1 - y0) // per, (x1 - x0) // per
         if min(h, w) < self.runner.min_side:
             return 1
         return self.runner.steps(h, w, tile)
 
     def __call__(self, raw, tile=None, progress: Progress = None) -> np.ndarray:
-        out = self.runner(self._packed(raw), tile=tile, progress=progress)
+        out = self.runner(self._model_input(raw), tile=tile, progress=progress)
         return np.clip(out, 0.0, 1.0)
 
 
