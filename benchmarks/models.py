@@ -150,7 +150,7 @@ def _export_dynamic(choice: ModelChoice, precision: str, path, io: str, calib_si
         side = max(calib_side, direction.size_multiple)
         frames = calibration_frames(DEFAULT_CALIBRATION, (side, side), 8, 0, progress=False,
                                     direction=direction)
-        representative = lambda: ([f] for f in frames)  # noqa: E731
+        representative = lambda: iter(frames)  # noqa: E731
     data = convert_function(fn.get_concrete_function(), precision, io, representative, model)
     if precision == "int8":
         data, _ = align_mean_quantization(data)

@@ -12,46 +12,58 @@ MAX_CALIBRATION_CROP = 128  # packed pixels per side of one calibration crop
 
 
 def calibration_frames(spec_text: str, input_hw: Tuple[int, int], count: int = 8,
-                       seed: int = 0, progress: bool = True, direction=None) -> List[np.ndarray]:
-    """``count`` calibration inputs ``(1, h, w, C)`` of a model direction's image input,
-    each a mosaic of crops from :func:`isp_tf.data.build_dataset` (training crops:
-    random, augmented).
+                       seed: int = 0, progress: bool = True, direction=None) -> List[List[np.ndarray]]:
+    """``count`` calibration samples of a model direction: per sample the list of its
+    inputs, the image ``(1, h, w, C)`` first (what a TFLite representative dataset yields).
 
-    ``direction`` (a :class:`~isp_tf.models.registry.Direction`; default: packed
-    Bayer in, 2x out) says what the input is: a RAW kind is built by the
-    pipeline (``input_kind``), an ``srgb`` input (an inverse ISP) takes the
-    pairs' sRGB targets.  Crops of at most ``MAX_CALIBRATION_CROP`` input
-    pixels keep the pipeline cheap whatever the export size; tiling them fills
-    a frame of the fixed model input, so the activation ranges are those of
-    real image content.
+    The image is a mosaic of crops from :func:`isp_tf.data.build_dataset`
+    (training crops: random, augmented).  ``direction`` (a
+    :class:`~isp_tf.models.registry.Direction`; default: packed Bayer in) says
+    what the inputs are: a RAW kind is built by the pipeline (``input_kind``),
+    an ``srgb`` input (an inverse ISP) takes the pairs' sRGB targets, and a
+    per-frame ``vector`` input takes the pipeline's metadata of the same name
+    (``with_metadata``: ``wb_gains``, ``cam_to_srgb``, ``cam_to_xyz``, ``exif``)
+    of the first crop.  Crops of at most ``MAX_CALIBRATION_CROP`` input pixels
+    keep the pipeline cheap whatever the export size; tiling them fills a frame
+    of the fixed model input, so the activation ranges are those of real image
+    content.
     """
     from isp_tf.data import build_dataset
+    from isp_tf.errors import ExportError
 
     kind = direction.image_input.kind if direction is not None else "packed_bayer"
-    scale = direction.output_scale if direction is not None else 2
+    vectors = [p for p in direction.inputs[1:]] if direction is not None else []
     from_target = kind == "srgb"
     h, w = input_hw
     side = int(min(MAX_CALIBRATION_CROP, h, w))
     rows, cols = -(-h // side), -(-w // side)
-    # the patch size is the target's side: the model input is 1/scale of it (or the target itself)
-    patch = side if from_target else side * scale
+    # the pipeline's patch size is the full-resolution side: packed Bayer is half of it
+    patch = 2 * side if kind == "packed_bayer" else side
     ds = build_dataset(spec_text, split="train", patch_size=patch, batch_size=1, seed=seed,
-                       cache=True, augment=True, repeat=True,
+                       cache=True, augment=True, repeat=True, with_metadata=bool(vectors),
                        **({} if from_target else {"input_kind": kind}))
     crops = iter(ds)
-    frames = []
+    samples = []
     bar = _progress(range(count), progress, "calibration frames")
     for _ in bar:
-        frame = None
+        frame, extra = None, None
         for r in range(rows):
             for c in range(cols):
                 x, y = next(crops)
-                crop = (y if from_target else x).numpy()[:1]
+                if extra is None and vectors:
+                    extra = []
+                    for port in vectors:
+                        if port.name not in x:
+                            raise ExportError(f"calibration of per-frame input {port.name!r}: the data "
+                                              f"pipeline has no such metadata ({', '.join(x)})")
+                        extra.append(np.asarray(x[port.name], np.float32).reshape(1, port.channels))
+                image = x["raw"] if vectors else x
+                crop = (y if from_target else image).numpy()[:1]
                 if frame is None:
                     frame = np.empty((1, rows * side, cols * side, crop.shape[-1]), np.float32)
                 frame[:, r * side:(r + 1) * side, c * side:(c + 1) * side] = crop
-        frames.append(frame[:, :h, :w])
-    return frames
+        samples.append([frame[:, :h, :w]] + (extra or []))
+    return samples
 
 
 def _progress(iterable, enabled, desc):

@@ -127,7 +127,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
         calib_spec = calibration_data or DEFAULT_CALIBRATION
         frames = calibration_frames(calib_spec, input_hw, calibration_frames_count, seed, progress,
                                     direction=spec.direction(direction))
-        representative = lambda: ([f] for f in frames)  # noqa: E731
+        representative = lambda: iter(frames)  # noqa: E731
     tflite = convert_function(concrete, precision, io, representative, keras_model)
     mean_fixed: List[int] = []
     requant_removed = 0

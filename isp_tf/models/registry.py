@@ -36,6 +36,7 @@ _MODULES: Dict[str, str] = {
     "microisp": "isp_tf.models.microisp",
     "pynet": "isp_tf.models.pynet",
     "invisp": "isp_tf.models.invisp",
+    "genisp": "isp_tf.models.genisp",
 }
 
 #: what ``python -m isp_tf.infer`` renders with when neither --model nor --weights names one
@@ -254,6 +255,14 @@ class ModelSpec:
         ``metrics`` a dict of per-example values (logged as ``val_<name>``),
         ``prediction`` an image batch for TensorBoard or ``None``.  GenISP
         reports the detection losses on the validation batches.
+      split: for a model with whole-frame values that are not spatial means
+        (GenISP's ConvWB/ConvCC see a fixed-size resize of the whole frame),
+        ``split(model) -> (per_frame, render)`` sharing ``model``'s weights:
+        ``per_frame(inputs) -> (B, K)`` runs once on the whole frame and
+        ``render(inputs + [per_frame values]) -> outputs`` equals ``model``
+        and tiles exactly (the values are one more per-frame vector input).
+        Tiled inference builds the tiling variant as ``split(fresh model)[1]``
+        inside ``tiling_mode()``.  ``None``: the model tiles as it is.
     """
 
     name: str
@@ -275,6 +284,7 @@ class ModelSpec:
     dataset: Optional[Callable[..., Any]] = None
     objective_factory: Optional[Callable[[Mapping[str, Any]], Callable[..., Any]]] = None
     validation: Optional[Callable[..., Any]] = None
+    split: Optional[Callable[[Any], Tuple[Any, Any]]] = None
 
     def __post_init__(self):
         if not self.directions or self.directions[0].name != "forward":

@@ -173,7 +173,7 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
                           f"analysis found {list(geometry.output_scales)}: not the same model?")
     # the .tflite orders its outputs its own way (the converter may sort them by name)
     geometry = dataclasses.replace(geometry, output_scales=tuple(scales))
-    outputs = [dict(_tensor(d, "image"), index=k, scale=int(s)) for k, (d, s) in enumerate(zip(final.outputs, scales))]
+    outputs = [dict(_tensor(d, "image"), index=k, output_scale=int(s)) for k, (d, s) in enumerate(zip(final.outputs, scales))]
     if input_side is None:
         input_side = min(int(d) for d in final.inputs[image_index]["shape"][1:3])
     core = round_core(core, geometry.core_step) if core is not None else default_core(geometry, input_side)

@@ -111,7 +111,8 @@ def _add_model_options(parser, argv):
         extra = " (required)" if option.required else (
             f" (default {option.default})" if option.default is not None else "")
         group.add_argument(option.flag, dest=f"option_{option.name}", type=option.type, choices=option.choices,
-                           default=None, help=option.help + extra)
+                           default=None, metavar=None if option.choices else option.name.upper(),
+                           help=option.help + extra)
     return spec.options
 
 

@@ -45,6 +45,10 @@ def _inputs(spec, direction, side, seed=0):
     return out
 
 
+def _call_tensor(model, xs):
+    return model(xs if len(xs) > 1 else xs[0], training=True)
+
+
 def _call(model, xs):
     y = model(xs if len(xs) > 1 else xs[0], training=False)
     return [np.asarray(t) for t in (y if isinstance(y, (list, tuple)) else [y])]
@@ -164,15 +168,23 @@ def test_tiled_output_equals_whole_frame(small):
     from isp_tf.tiling import TiledRunner
 
     spec, model = small
-    runner = TiledRunner(model, spec.size_multiple, rebuild=lambda: create_model(spec.name, small=True))
+    net, rebuild = model, (lambda: create_model(spec.name, small=True))
+    if spec.split is not None:  # whole-frame values that are not spatial means: computed once, then given
+        per_frame, net = spec.split(model)
+        rebuild = lambda: spec.split(create_model(spec.name, small=True))[1]  # noqa: E731
+    runner = TiledRunner(net, spec.size_multiple, rebuild=rebuild)
     step = runner.footprint.core_step
     h = max(2 * step, runner.min_side * 2)
     h = spec.size_multiple * math.ceil(h / spec.size_multiple)
     w = spec.size_multiple * math.ceil(max(step, runner.min_side) * 1.5 / spec.size_multiple)
     frame = np.random.default_rng(3).random((h, w, spec.input_channels), dtype=np.float32)
+    vectors = [v[0] for v in _inputs(spec, spec.forward, 1, seed=4)[1:]]  # per-frame inputs, if any
+    whole_inputs = [frame[np.newaxis]] + [v[np.newaxis] for v in vectors]
+    if spec.split is not None:
+        vectors.append(np.asarray(per_frame(whole_inputs))[0])
     assert len(runner.plan(h, w, step)) > 1
-    tiled = runner(frame, tile=step)
-    whole = runner(frame, tile=0)
+    tiled = runner(frame, tile=step, vectors=vectors)
+    whole = _call(model, whole_inputs)[0][0]  # the model itself on the whole frame
     assert tiled.shape == whole.shape == (h * spec.output_scale, w * spec.output_scale,
                                           spec.outputs[0].channels)
     assert np.max(np.abs(tiled - whole)) <= TOL
@@ -188,12 +200,16 @@ def test_a_few_training_steps_lower_the_loss(small):
     side = _side(spec, 128)  # (oneDNN in TF 2.21 segfaults training MicroISP at 96-px inputs)
     x, y = next(iter(build_dataset("synthetic:2", split="train", patch_size=side * spec.output_scale,
                                    batch_size=1, seed=0, input_kind=spec.input_kind)))
+    xs = [x] + [tf.constant(v) for v in _inputs(spec, spec.forward, 1)[1:]]  # per-frame inputs, if any
+    out_hw = [int(x.shape[1]) * spec.output_scale, int(x.shape[2]) * spec.output_scale]
+    if list(y.shape[1:3]) != out_hw:  # packed Bayer in, output at the packed resolution (GenISP)
+        y = tf.image.resize(y, out_hw, method="area")
     optimizer = keras.optimizers.Adam(1e-3)
 
     @tf.function
     def step():  # as the trainer does: one traced step
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.abs(model(x, training=True) - y))
+            loss = tf.reduce_mean(tf.abs(_call_tensor(model, xs) - y))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss

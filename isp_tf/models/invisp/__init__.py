@@ -11,7 +11,9 @@ Directions: ``forward`` (linear camera RGB -> sRGB) and ``inverse``
 (sRGB, e.g. a decoded JPEG -> linear camera RGB), both full resolution
 (``output_scale`` 1).  ``python -m isp_tf.infer --model invisp --inverse
 PHOTO.jpg --metadata RAW_OR_JSON`` turns the inverse's output into a DNG
-(:mod:`isp_tf.infer.inverse`).  No weights are shipped.
+(:mod:`isp_tf.infer.inverse`).  Shipped: the small preset's reference weights
+(``weights/invisp_small_reference.*``, trained here on synthetic pairs); the
+published preset needs a GPU and FiveK.
 
 Int8: the coupling's EXP and the gamma curve's POW exist in NNAPI 1.2 at
 float32 only, so an int8 export keeps them on the CPU (``cpu_ops``); export
@@ -56,7 +58,7 @@ SPEC = ModelSpec(
     # trainable, the paper's count; count_params() adds 96 fixed values (P and sign_s of the 8 1x1 convs)
     published_parameters=1_413_760,
     recipe="recipe.json",
-    weights=None,
+    weights="invisp_small_reference.weights.h5",  # the small preset, trained here (weights/*.json)
     qat_configs={"InvertibleSequence": "sublayers", "GammaCurve": "output"},
     # int8: EXP has no int8 kernel at API 29 and POW stays float, wrapped in QUANTIZE/DEQUANTIZE
     # ops the API-29 delegate refuses (int8 QUANTIZE output, int8 DEQUANTIZE with a zero point)
