@@ -42,3 +42,27 @@ def raw_samples() -> dict:
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO
+
+
+def _invisp_trained_like(model, seed=0):
+    """Trained-like InvISP weights: small random last convs (zero at init) and perturbed LU factors."""
+    import numpy as np
+
+    from isp_tf.models.invisp import flow_parts
+
+    rng = np.random.default_rng(seed)
+    for block in flow_parts(model).blocks.blocks:
+        for sub in (block.f, block.g, block.h):
+            kernel, bias = sub.convs[-1].get_weights()
+            sub.convs[-1].set_weights([rng.normal(0, 0.02, kernel.shape).astype(np.float32),
+                                       rng.normal(0, 0.01, bias.shape).astype(np.float32)])
+        conv = block.invconv
+        for var in (conv.lower, conv.upper, conv.log_s):
+            var.assign(var + rng.normal(0, 0.1, var.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="session")
+def invisp_trained_like():
+    """``fn(model, seed) -> model`` with trained-like InvISP weights (the inverse is not the identity)."""
+    return _invisp_trained_like

@@ -10,20 +10,8 @@ from isp_tf.infer.inverse import (ClassicalInverse, InverseRenderer, linear_to_m
 from isp_tf.raw import apply_orientation, read_raw
 
 
-def _perturb(model, seed=0):
-    from isp_tf.models.invisp import flow_parts
-
-    rng = np.random.default_rng(seed)
-    for block in flow_parts(model).blocks.blocks:
-        for sub in (block.f, block.g, block.h):
-            kernel, bias = sub.convs[-1].get_weights()
-            sub.convs[-1].set_weights([rng.normal(0, 0.02, kernel.shape).astype(np.float32),
-                                       rng.normal(0, 0.01, bias.shape).astype(np.float32)])
-    return model
-
-
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, invisp_trained_like):
     """Small InvISP weights and a real JPEG (tf.io.encode_jpeg, q 90) of a bundled photo."""
     from isp_tf._keras import tf
     from isp_tf.data.photos import load_photo
@@ -31,7 +19,7 @@ def files(tmp_path_factory):
     from isp_tf.models.weights import save_weights
 
     root = tmp_path_factory.mktemp("inverse")
-    model = _perturb(create_model("invisp", small=True), seed=1)
+    model = invisp_trained_like(create_model("invisp", small=True), seed=1)
     weights = save_weights(model, root / "invisp.weights.h5", "invisp", get_spec("invisp").small_config)
     photo = np.rint(load_photo("chelsea")[100:196, 150:278] * 255).astype(np.uint8)  # 96 x 128
     jpeg = root / "photo.jpg"

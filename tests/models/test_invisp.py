@@ -14,24 +14,10 @@ from isp_tf.models.invisp import (BLOCKS_NAME, JPEG_SETTINGS, build_inverse, flo
 SPEC = get_spec("invisp")
 
 
-def perturb(model, seed=0):
-    """Trained-like weights: small random last convs (zero at init) and perturbed LU factors."""
-    rng = np.random.default_rng(seed)
-    for block in flow_parts(model).blocks.blocks:
-        for sub in (block.f, block.g, block.h):
-            kernel, bias = sub.convs[-1].get_weights()
-            sub.convs[-1].set_weights([rng.normal(0, 0.02, kernel.shape).astype(np.float32),
-                                       rng.normal(0, 0.01, bias.shape).astype(np.float32)])
-        conv = block.invconv
-        for var in (conv.lower, conv.upper, conv.log_s):
-            var.assign(var + rng.normal(0, 0.1, var.shape).astype(np.float32))
-    return model
-
-
 @pytest.fixture(scope="module")
-def small():
+def small(invisp_trained_like):
     keras.utils.set_random_seed(0)
-    return perturb(create_model("invisp", small=True), seed=1)
+    return invisp_trained_like(create_model("invisp", small=True), seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +67,9 @@ def test_inverse_undoes_forward_on_random_and_real_inputs(small, real_linear):
     assert _max_abs(blocks(blocks(photo, inverse=True)), photo) < 1e-5
 
 
-def test_published_model_is_invertible():
+def test_published_model_is_invertible(invisp_trained_like):
     keras.utils.set_random_seed(0)
-    model = perturb(create_model("invisp"), seed=2)
+    model = invisp_trained_like(create_model("invisp"), seed=2)
     x = np.random.default_rng(1).random((1, 48, 64, 3), dtype=np.float32)
     assert _max_abs(create_model("invisp", direction="inverse").count_params(), 1_413_856) == 0
     assert _max_abs(derive_direction(SPEC, model, "inverse")(model(x)), x) < 1e-5
