@@ -1,8 +1,10 @@
 package io.isptf.demo
 
+import android.Manifest
 import android.app.Activity
 import android.content.ContentValues
 import android.content.Intent
+import android.content.pm.PackageManager
 import android.graphics.Bitmap
 import android.net.Uri
 import android.os.Bundle
@@ -68,6 +70,7 @@ class MainActivity : Activity() {
             column.addView(this)
         }
         button("Pick a DNG (default: asset sample.dng)") { pick(REQUEST_DNG, multiple = false) }
+        button("Capture RAW (Camera2 RAW_SENSOR -> DNG)") { captureRaw() }
         button("Pick the model: .tiling.json + its pass .tflite files, or .tflite + .json") { pick(REQUEST_MODEL, multiple = true) }
         backend =
             Spinner(this).apply {
@@ -120,6 +123,53 @@ class MainActivity : Activity() {
         }
         status.text =
             "DNG: ${dngUri?.let { nameOf(it) } ?: "asset"}; model files: ${modelUris.joinToString { nameOf(it) }.ifEmpty { "assets" }}"
+    }
+
+    @Suppress("DEPRECATION") // Activity.display needs API 30; minSdk is 29
+    private fun captureRaw() {
+        if (checkSelfPermission(Manifest.permission.CAMERA) != PackageManager.PERMISSION_GRANTED) {
+            requestPermissions(arrayOf(Manifest.permission.CAMERA), REQUEST_CAMERA)
+            return
+        }
+        val capture = RawCapture(this)
+        if (capture.rawCameraId() == null) {
+            status.text = "No RAW-capable back camera on this device (REQUEST_AVAILABLE_CAPABILITIES_RAW): pick a DNG instead."
+            return
+        }
+        val rotation = windowManager.defaultDisplay.rotation
+        status.text = "capturing a RAW frame..."
+        worker.execute {
+            val file =
+                try {
+                    capture.capture(rotation)
+                } catch (e: NoRawCameraException) {
+                    runOnUiThread { status.text = "No RAW-capable back camera: ${e.message}" }
+                    return@execute
+                } catch (e: Exception) {
+                    runOnUiThread { status.text = "RAW capture failed: $e" }
+                    return@execute
+                }
+            runOnUiThread {
+                // the captured DNG goes through the same pipeline as a picked one
+                dngUri = Uri.fromFile(file)
+                status.text = "captured ${file.name} (${file.length() / 1000} kB)"
+                run()
+            }
+        }
+    }
+
+    override fun onRequestPermissionsResult(
+        requestCode: Int,
+        permissions: Array<out String>,
+        grantResults: IntArray,
+    ) {
+        super.onRequestPermissionsResult(requestCode, permissions, grantResults)
+        if (requestCode != REQUEST_CAMERA) return
+        if (grantResults.firstOrNull() == PackageManager.PERMISSION_GRANTED) {
+            captureRaw()
+        } else {
+            status.text = "Capture RAW needs the camera permission."
+        }
     }
 
     /** The chosen files by display name (or the assets). */
@@ -264,6 +314,7 @@ class MainActivity : Activity() {
     private companion object {
         const val REQUEST_DNG = 1
         const val REQUEST_MODEL = 2
+        const val REQUEST_CAMERA = 3
         const val RUNS = 5
         const val DEFAULT_MANIFEST = "microisp_tile.tiling.json"
     }
