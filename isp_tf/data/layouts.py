@@ -134,14 +134,15 @@ def align_to_target(raw: RawImage, rgb: np.ndarray, key: str) -> RawImage:
     """Make ``raw`` match a target image that may be in display orientation.
 
     A camera JPEG (or rawpy's render) is rotated by the EXIF orientation while
-    the sensor data is not: if the target's shape is not the sensor's, the
-    mosaic is oriented to match (see :func:`orient_raw`). Targets a few pixels
-    smaller than the sensor area (renderers trim borders differently) are
-    matched by cropping the RAW from the top-left; anything else is an error.
+    the sensor data is not: the mosaic is always oriented by the RAW's
+    orientation tag (see :func:`orient_raw`), whatever the shapes: flips,
+    180-degree turns and turns of a square frame keep the shape, so the shape
+    cannot tell. Targets a few pixels smaller than the sensor area (renderers
+    trim borders differently) are matched by cropping the RAW from the
+    top-left; anything else is an error.
     """
     shape = rgb.shape[:2]
-    if raw.bayer.shape != shape:
-        raw = orient_raw(raw)
+    raw = orient_raw(raw)
     if raw.bayer.shape != shape:
         dh, dw = raw.bayer.shape[0] - shape[0], raw.bayer.shape[1] - shape[1]
         if not (0 <= dh <= 16 and 0 <= dw <= 16):
@@ -186,8 +187,9 @@ def _load_raw_rgb(raw_path, rgb_path, key):
 
 def _load_rendered(raw_path):
     from isp_tf.data.synthetic import rendered_pair
+    from isp_tf.raw import read_raw
 
-    return rendered_pair(raw_path)
+    return rendered_pair(orient_raw(read_raw(raw_path)))  # display orientation, as every layout
 
 
 def _load_zurich(raw_path, rgb_path):

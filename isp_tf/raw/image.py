@@ -38,6 +38,11 @@ class RawImage:
       orientation: EXIF orientation code 1..8 (1 = as stored).
       path: the file it was read from, if any.
       camera: "Make Model" if known.
+      sources: where ``read_raw`` found each EXIF field and the camera name:
+        ``{"iso", "exposure_time", "f_number", "focal_length", "camera"}`` ->
+        ``"exif"`` (the file's EXIF, via exifread), ``"libraw"`` (LibRaw's
+        decoded fields, via rawpy), ``"ciff"`` (a Canon CRW record) or None
+        (unknown); None when the image was not read by ``read_raw``.
     """
 
     bayer: np.ndarray
@@ -51,6 +56,7 @@ class RawImage:
     orientation: int = 1
     path: Optional[str] = None
     camera: Optional[str] = None
+    sources: Optional[dict] = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         """Normalise field types (lists become arrays) and reject what cannot be a Bayer image."""

@@ -160,28 +160,36 @@ def _tag_float(tags, *names):
     return False, None
 
 
-def _read_exif(tags, other) -> Exif:
+def _read_exif(tags, other, sources=None) -> Exif:
     """EXIF tags when the file has them; LibRaw's decoded ``other`` otherwise.
 
     Where the EXIF tag exists and says 0 (unknown), the result is None even if
     LibRaw reports a value: LibRaw turns a zero APEX ShutterSpeedValue /
     ApertureValue into 1.0 s and f/1.0, which are not facts about the photo.
     """
-    def pick(names, libraw_value):
+    sources = {} if sources is None else sources
+
+    def pick(field, names, libraw_value):
         found, v = _tag_float(tags, *names)
         if found:
+            sources[field] = "exif" if v is not None else None
             return v
-        lv = float(libraw_value) if libraw_value is not None else 0.0
-        return lv if np.isfinite(lv) and lv > 0 else None
+        try:
+            lv = float(libraw_value) if libraw_value is not None else 0.0
+        except (TypeError, ValueError):
+            lv = 0.0
+        ok = np.isfinite(lv) and lv > 0
+        sources[field] = "libraw" if ok else None
+        return lv if ok else None
 
     o = other
     return Exif(
-        iso=pick(("EXIF ISOSpeedRatings", "Image ISOSpeedRatings", "EXIF PhotographicSensitivity"),
+        iso=pick("iso", ("EXIF ISOSpeedRatings", "Image ISOSpeedRatings", "EXIF PhotographicSensitivity"),
                  getattr(o, "iso_speed", None)),
-        exposure_time=pick(("EXIF ExposureTime", "Image ExposureTime"),
+        exposure_time=pick("exposure_time", ("EXIF ExposureTime", "Image ExposureTime"),
                            getattr(o, "shutter_speed", None)),
-        f_number=pick(("EXIF FNumber", "Image FNumber"), getattr(o, "aperture", None)),
-        focal_length=pick(("EXIF FocalLength", "Image FocalLength"),
+        f_number=pick("f_number", ("EXIF FNumber", "Image FNumber"), getattr(o, "aperture", None)),
+        focal_length=pick("focal_length", ("EXIF FocalLength", "Image FocalLength"),
                           getattr(o, "focal_length", None)),
     )
 
@@ -214,16 +222,22 @@ def _ciff_make_model(path):
         return None
 
 
-def _camera_name(tags, path, head):
+def _camera_name(tags, path, head, sources=None):
+    """The camera name from EXIF Make/Model, else a CRW's CIFF record (rawpy 0.28 exposes
+    no LibRaw make/model); ``sources["camera"]`` says which."""
+    sources = {} if sources is None else sources
+    sources["camera"] = None
     make = str(tags.get("Image Make", "")).strip()
     model = str(tags.get("Image Model", "")).strip()
     if make or model:
+        sources["camera"] = "exif"
         if model.lower().startswith(make.lower()):
             return model or None
         return f"{make} {model}".strip()
     if head[6:14] == b"HEAPCCDR":
         name = _ciff_make_model(path)
         if name:
+            sources["camera"] = "ciff"
             make, _, model = name.partition(" ")
             return model if model.lower().startswith(make.lower()) else name
     return None
@@ -456,12 +470,17 @@ def read_raw(path) -> RawImage:
         except rawpy.LibRawError as e:
             raise CorruptRawError(path, f"pixel data is damaged, LibRaw could not decode it: "
                                         f"{_msg(e)}") from None
-    tags = _exif_tags(path) if _is_tiff(head) else {}
+    # exifread for every format LibRaw opened (it parses TIFF-based RAWs and some others, e.g.
+    # CR3/RAF/ORF/RW2 depending on its version; {} where it cannot), LibRaw's fields otherwise
+    tags = _exif_tags(path)
+    sources = {}
+    exif = _read_exif(tags, other, sources)
+    camera = _camera_name(tags, path, head, sources)
     return RawImage(
         bayer=bayer, cfa_pattern=cfa, black_level=black, white_level=white,
         wb_gains=wb.astype(np.float32), cam_to_xyz=cam_to_xyz_from_cam_to_srgb(cam_to_srgb),
-        cam_to_srgb=cam_to_srgb, exif=_read_exif(tags, other), orientation=orientation,
-        path=path, camera=_camera_name(tags, path, head))
+        cam_to_srgb=cam_to_srgb, exif=exif, orientation=orientation,
+        path=path, camera=camera, sources=sources)
 
 
 # --------------------------------------------------------------------------- bare arrays

@@ -143,6 +143,61 @@ def _settings_from_args(args, parser, options=()):
     from isp_tf.train.recipe import qat_recipe, resolve_recipe
     from isp_tf.train.trainer import FINAL_WEIGHTS, RunSettings
 
+    def _check_patch_size(spec, patch_size, config):
+        """Refuse a patch the model's forward contract cannot take (InputShapeError naming --patch-size).
+
+        The model input side is the patch (half of it for packed Bayer); it must be a multiple of the
+        direction's ``size_multiple`` and large enough for the model to build at that shape.
+        """
+        from isp_tf.errors import InputShapeError
+
+        forward = spec.forward
+        port = forward.inputs[0]
+        factor = 2 if port.kind == "packed_bayer" else 1
+        step = factor * max(1, int(forward.size_multiple or 1))  # valid patches are multiples of this
+        side = patch_size // factor
+        if patch_size % step:
+            lower = (patch_size // step) * step
+            upper = lower + step
+            nearest = " or ".join(str(v) for v in (lower, upper) if v > 0)
+            raise InputShapeError(
+                f"--patch-size {patch_size} does not fit {spec.name}: its "
+                f"{'packed ' if factor == 2 else ''}input ({side} px) must be a multiple of "
+                f"{forward.size_multiple}, i.e. the patch a multiple of {step}; use --patch-size {nearest}")
+
+        def builds(patch):
+            try:
+                from isp_tf.models import create_model
+
+                create_model(spec.name, **config, input_shape=(patch // factor, patch // factor, port.channels))
+            except InputShapeError:
+                return False
+            except TypeError:  # a builder without input_shape: nothing more to check here
+                return True
+            return True
+
+        if builds(patch_size):
+            return
+        good = patch_size
+        for _ in range(8):  # find a patch that builds, then the smallest one above patch_size
+            good *= 2
+            if builds(good):
+                break
+        else:
+            raise InputShapeError(f"--patch-size {patch_size} is too small for {spec.name}; use a larger --patch-size")
+        bad = patch_size
+        while good - bad > step:
+            mid = (bad + good) // 2 // step * step
+            if mid <= bad:
+                break
+            if builds(mid):
+                good = mid
+            else:
+                bad = mid
+        raise InputShapeError(
+            f"--patch-size {patch_size} is too small for {spec.name} (model input {side} px); "
+            f"the smallest valid --patch-size is {good}")
+
     if not args.model or not args.data:
         parser.error("--model and --data are required (unless --resume)")
     spec = get_spec(args.model)
@@ -175,6 +230,9 @@ def _settings_from_args(args, parser, options=()):
     config = dict(spec.small_config if args.small else spec.default_config)
     for key in (stage.config if stage is not None else {}):
         config.pop(key, None)  # the stage decides (see trainer.stage_config)
+    if spec.dataset is None:  # the spec's own dataset decides its own shapes
+        _check_patch_size(spec, recipe.patch_size,
+                          dict(config, **(stage.config if stage is not None else {})))
     settings = RunSettings(model=spec.name, model_config=config, data=list(args.data), recipe=recipe,
                            val_data=list(args.val_data) if args.val_data else None,
                            seed=0 if args.seed is None else args.seed, small=args.small, init_from=init_from,

@@ -4,6 +4,7 @@ No TensorFlow here: every test runs in a second or two.  Tile geometry and the
 LiteRT tiling rewrite are tested with the library, in tests/tiling.
 """
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -17,6 +18,30 @@ from isp_tf.runtime.frames import FRAME_SIZES
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference_weights" / \
     "microisp_official" / "MicroISP.tflite"
+
+
+def _need_reference(path: pathlib.Path = REFERENCE) -> pathlib.Path:
+    """The reference .tflite: skip without it on a developer machine, *fail* under CI (``CI=true``)."""
+    if not path.exists():
+        msg = f"authors' MicroISP.tflite is missing: expected at {path} (../shared/reference_weights)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def test_missing_reference_fails_under_ci_and_skips_otherwise(tmp_path, monkeypatch):
+    missing = tmp_path / "absent.tflite"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="missing"):
+        _need_reference(missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="missing"):
+        _need_reference(missing)
+    present = tmp_path / "present.tflite"
+    present.write_bytes(b"x")
+    monkeypatch.setenv("CI", "true")
+    assert _need_reference(present) == present
 
 
 # --- MACs ---------------------------------------------------------------------
@@ -36,8 +61,8 @@ def test_op_macs_of_each_counted_op():
                             ("ADD", [(1, 2, 2, 1)] * 2, [(1, 2, 2, 1)])]) == 4
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="authors' MicroISP.tflite not in ../shared")
 def test_reference_microisp_macs_per_packed_pixel():
+    _need_reference()
     # the authors' model: 6,957 MACs per packed pixel at 1500x2000 (41.7 GFLOP per 12 MP frame)
     assert macs.file_macs(REFERENCE) == 20_871_492_096
     # resized, the strided VALID attention convs make it not exactly proportional

@@ -260,3 +260,42 @@ def test_command_line_counts_checks_and_fails_cleanly(zurich_dir, tmp_path, caps
     capsys.readouterr()
     assert main(["zurich:/no/such/folder"]) == 2
     assert capsys.readouterr().err.count("error:") == 1
+
+
+# --------------------------------------------------------------------------- orientation, every layout
+@pytest.mark.parametrize("layout", ["paired", "fivek", "rendered"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_layout_orients_by_the_tag_for_all_eight_orientations(tmp_path, layout, orientation):
+    # A square frame: flips, 180-degree turns and 90-degree turns all keep the shape,
+    # so only the orientation tag can tell how the mosaic must be turned.
+    raw = small_raw(70 + orientation, shape=(36, 36), pattern="GRBG", orientation=orientation)
+    target = apply_orientation(render_classical(raw), orientation)  # display orientation
+    target8 = np.round(np.clip(target, 0, 1) * 255).astype(np.uint8)
+    if layout == "fivek":
+        cam = tmp_path / "CAM"
+        (cam / "DNG").mkdir(parents=True)
+        (cam / "RGB").mkdir()
+        dng = cam / "DNG" / "a.dng"
+        iio.imwrite(cam / "RGB" / "a.jpg", target8, quality=98)
+        (tmp_path / "CAM_train.txt").write_text("a\n")
+        spec = f"fivek:{tmp_path}"
+    else:
+        dng = tmp_path / "a.dng"
+        if layout == "paired":
+            iio.imwrite(tmp_path / "a.png", target8)
+        spec = f"{layout}:{tmp_path}"
+    write_dng(dng, raw.bayer, raw)
+    assert read_raw(dng).orientation == orientation
+    (example,) = find_examples(spec, "train")
+    loaded, rgb = example.load()
+    # the mosaic is turned exactly as isp_tf.raw.apply_orientation turns it, CFA pattern following
+    np.testing.assert_array_equal(loaded.bayer, apply_orientation(raw.bayer, orientation))
+    assert loaded.orientation == 1
+    assert loaded.cfa_pattern == orient_raw(read_raw(dng)).cfa_pattern
+    assert rgb.shape[:2] == loaded.bayer.shape
+    # ...and the pair is aligned: the turned RAW renders to what the target shows
+    err = np.abs(render_classical(loaded) - rgb).mean()
+    assert err < (0.03 if layout == "fivek" else 0.005), (layout, orientation, err)  # fivek: a JPEG
+    if orientation != 1 and layout != "rendered":  # the unturned mosaic would not match
+        unturned = render_classical(read_raw(dng))
+        assert np.abs(unturned - rgb).mean() > 2 * err
