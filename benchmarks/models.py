@@ -97,24 +97,11 @@ def build(choice: ModelChoice, input_hw: Optional[Tuple[int, int]] = None, tilin
     from isp_tf.models.weights import resolve_model
 
     spec = get_spec(choice.name)
-    config = {}
-    if input_hw is not None:
-        config["input_shape"] = (int(input_hw[0]), int(input_hw[1]), spec.input_channels)
-    if choice.direction not in (None, "forward") and config:
+    shape = None if input_hw is None else (int(input_hw[0]), int(input_hw[1]), spec.input_channels)
+    if choice.direction not in (None, "forward") and shape:
         raise IspTfError(f"{choice.label}: a derived direction is built from the forward model at free size")
-    if choice.weights:
-        model = resolve_model(choice.name, choice.weights, tiling=tiling).model
-        if config:  # the weights fix the config; rebuild at the asked size
-            from isp_tf.layers.global_stats import tiling_mode
-            from isp_tf.models import create_model
-            from isp_tf.models.weights import load_weights_into, read_header
-
-            with tiling_mode(tiling):
-                model = create_model(choice.name, **dict(read_header(choice.weights)[1] or {}, **config))
-            load_weights_into(model, choice.weights, choice.name)
-    else:
-        model = resolve_model(choice.name, small=choice.small, config=config or None, fresh=True,
-                              tiling=tiling).model
+    model = resolve_model(choice.name, choice.weights, small=choice.small, fresh=choice.weights is None,
+                          tiling=tiling, input_shape=shape).model
     if choice.variant:
         from isp_tf.layers.global_stats import tiling_mode
 

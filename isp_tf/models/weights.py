@@ -36,7 +36,7 @@ from isp_tf.errors import MissingFileError, WeightsMismatchError
 from isp_tf.layers.global_stats import GlobalStatsLayer
 from isp_tf.utils import atomic_path
 
-__all__ = ["FINAL_WEIGHTS", "LoadedModel", "find_weights", "is_qat_weights", "load_model",
+__all__ = ["FINAL_WEIGHTS", "LoadedModel", "find_weights", "is_qat_weights", "load_model", "open_weights_file",
            "load_weights_into", "read_header", "resolve_model", "resolve_weights", "save_weights"]
 
 NAME_ATTR = "isp_tf_model"
@@ -91,21 +91,28 @@ def _file_weights(f):
     return out
 
 
-def _open(path):
+def open_weights_file(path, missing: str = "", expected: str = ""):
+    """Open an HDF5 weights file for reading, with isp_tf's errors.
+
+    :class:`MissingFileError` when ``path`` is absent (``missing``: what to put
+    there; default: how to get isp_tf weights), :class:`WeightsMismatchError`
+    when it is not HDF5 (``expected`` says what was expected).
+    """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise MissingFileError(
+        raise MissingFileError(missing or (
             f"weights file {path} not found (train one with `python -m isp_tf.train` or pass "
-            f"--weights PATH to an existing .h5 weights file)")
+            f"--weights PATH to an existing .h5 weights file)"))
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise WeightsMismatchError(f"{path} is not an HDF5 weights file: {e}") from None
+        raise WeightsMismatchError(f"{path} is not an HDF5 weights file ({e})"
+                                   + (f"; expected {expected}" if expected else "")) from None
 
 
 def read_header(path):
     """``(model name, config dict)`` stored in a weights file (``(None, None)`` for plain Keras files)."""
-    with _open(path) as f:
+    with open_weights_file(path) as f:
         name = f.attrs.get(NAME_ATTR)
         config = f.attrs.get(CONFIG_ATTR)
         return (None if name is None else _decode(name),
@@ -142,7 +149,7 @@ def load_weights_into(model, path, expected_name: str = None):
     weights files (without isp_tf attributes) are accepted when shapes match.
     """
     path = pathlib.Path(path)
-    with _open(path) as f:
+    with open_weights_file(path) as f:
         name = f.attrs.get(NAME_ATTR)
         name = None if name is None else _decode(name)
         config = _decode(f.attrs.get(CONFIG_ATTR, "{}"))
@@ -265,14 +272,15 @@ class LoadedModel:
 
 def resolve_model(model: Optional[str] = None, weights=None, *, small: bool = False,
                   config: Optional[dict] = None, fresh: bool = False, seed: int = 0,
-                  tiling: bool = False) -> LoadedModel:
+                  tiling: bool = False, input_shape=None) -> LoadedModel:
     """Resolve (:func:`resolve_weights`), build and load a model in one place.
 
     ``fresh=True`` (export, benchmarks): without ``weights`` a model that
     ships none (or ``small`` / ``config`` asked for another config than the
     shipped one) is built freshly initialised (``seed``) instead of failing.
     QAT weights files come back as the quantization-aware model (``qat=True``).
-    ``tiling=True`` builds the tiling variant (:func:`isp_tf.layers.tiling_mode`).
+    ``tiling=True`` builds the tiling variant (:func:`isp_tf.layers.tiling_mode`);
+    ``input_shape`` fixes the model's input size (not part of the stored config).
     """
     from isp_tf._keras import keras
     from isp_tf.errors import ExportError
@@ -281,6 +289,7 @@ def resolve_model(model: Optional[str] = None, weights=None, *, small: bool = Fa
 
     spec = get_spec(model or (read_header(find_weights(weights))[0] if weights is not None else None)
                     or DEFAULT_MODEL)
+    shape = {} if input_shape is None else {"input_shape": tuple(int(d) for d in input_shape)}
     if config and weights is not None:
         raise ExportError(f"config overrides {config} with --weights {weights}: the weights file "
                           "fixes the config")
@@ -289,7 +298,7 @@ def resolve_model(model: Optional[str] = None, weights=None, *, small: bool = Fa
         full = model_config(spec.name, small, **(config or {}))
         try:
             with tiling_mode(tiling):
-                built = create_model(spec.name, **full)
+                built = create_model(spec.name, **full, **shape)
         except (TypeError, ValueError) as exc:
             raise ExportError(f"{spec.name}: cannot build with config {full}: {exc}") from None
         return LoadedModel(built, spec.name, full, None)
@@ -302,6 +311,6 @@ def resolve_model(model: Optional[str] = None, weights=None, *, small: bool = Fa
     _, stored = read_header(path)
     full = model_config(name, small) if stored is None else model_config(name, **stored)
     with tiling_mode(tiling):
-        built = create_model(name, **full)
+        built = create_model(name, **full, **shape)
     load_weights_into(built, path, name)
     return LoadedModel(built, name, full, str(path))

@@ -48,7 +48,7 @@ import h5py
 import numpy as np
 
 from isp_tf._keras import keras, tf
-from isp_tf.errors import MissingFileError, WeightsMismatchError
+from isp_tf.errors import WeightsMismatchError
 from isp_tf.utils import atomic_path
 
 __all__ = [
@@ -483,15 +483,12 @@ def load_detector_weights(model: keras.Model, path) -> str:
       WeightsMismatchError: not an HDF5 weights file, or weights missing or
         of other shapes (nothing is assigned then).
     """
+    from isp_tf.models.weights import open_weights_file
+
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise MissingFileError(
-            f"detector weights {path} not found. No weights are downloaded: put COCO-trained RetinaNet "
-            f"weights at {path} as {_LAYOUT}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise WeightsMismatchError(f"{path} is not an HDF5 weights file ({exc}); expected {_LAYOUT}") from None
+    f = open_weights_file(path, expected=_LAYOUT, missing=(
+        f"detector weights {path} not found. No weights are downloaded: put COCO-trained RetinaNet "
+        f"weights at {path} as {_LAYOUT}"))
     with f:
         if "layer_names" not in f.attrs:
             raise WeightsMismatchError(f"{path} is not a Keras HDF5 weights file (no layer_names); "
