@@ -31,5 +31,6 @@ setup(
     packages=find_packages(include=["isp_tf", "isp_tf.*"]),  # benchmarks/ runs from the checkout (python -m benchmarks.run), never installed
     package_data={"isp_tf": ["models/*/recipe*.json", "models/*/weights/*.h5", "models/*/weights/*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
+    # atheris: the bounded fuzz run of tests/reliability (libFuzzer wheels for Linux/macOS, CPython 3.8-3.12)
+    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "atheris==3.0.0"]},
 )

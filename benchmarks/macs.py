@@ -116,7 +116,7 @@ def _runtime_shapes(interpreter) -> bool:
     return any(op["op_name"] == "SHAPE" for op in interpreter._get_ops_details())  # noqa: SLF001
 
 
-def tflite_macs(path, input_shape=None, nonzero: bool = False) -> int:
+def tflite_macs(path, input_shape=None, nonzero: bool = False, input_shapes=None) -> int:
     """MACs of one run of the ``.tflite`` at ``path`` for an input of ``input_shape``.
 
     Builds a delegate-free LiteRT interpreter, resizes and allocates it (the
@@ -127,15 +127,21 @@ def tflite_macs(path, input_shape=None, nonzero: bool = False) -> int:
     at the real size up to :data:`PROBE_PIXELS` input pixels, above that on a
     frame of the same aspect scaled down to it, and the count scaled by the
     pixel ratio (fully convolutional: MACs per pixel do not depend on size,
-    up to borders).
+    up to borders).  ``input_shapes``: one shape per model input (a segment
+    model of :class:`isp_tf.tiling.tflite_executor.TiledSession` takes several
+    stored tensors); ``path`` may also be the model's bytes.
     """
     from ai_edge_litert import interpreter as litert
 
+    source = {"model_content": bytes(path)} if isinstance(path, (bytes, bytearray)) else {"model_path": str(path)}
+
     def build(shape):
         interpreter = litert.Interpreter(
-            model_path=str(path),
-            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        if shape is not None:
+            **source, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        if input_shapes is not None:
+            for detail, s in zip(interpreter.get_input_details(), input_shapes):
+                interpreter.resize_tensor_input(detail["index"], [int(d) for d in s], strict=False)
+        elif shape is not None:
             detail = interpreter.get_input_details()[0]
             strict = any(int(d) < 0 for d in detail.get("shape_signature", []))
             interpreter.resize_tensor_input(detail["index"], [int(d) for d in shape], strict=strict)
@@ -144,6 +150,11 @@ def tflite_macs(path, input_shape=None, nonzero: bool = False) -> int:
 
     interpreter = build(input_shape)
     if not _runtime_shapes(interpreter):
+        return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
+    if input_shapes is not None:  # a segment model: tiles are small, run it once at its size
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
         return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
     detail = interpreter.get_input_details()[0]
     n, h, w, c = (int(d) for d in detail["shape"])

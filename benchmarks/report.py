@@ -31,8 +31,48 @@ COLUMNS = (
     ("median_s", "median s", 3), ("p90_s", "p90 s", 3), ("min_s", "min s", 3), ("first_s", "first s", 3),
     ("init_s", "init s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_bytes", "size KB", None),
     ("gmacs", "GMAC", "g"), ("gmacs_nonzero", "GMAC non-zero", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
-    ("psnr_vs_whole_db", "PSNR vs whole dB", 1), ("fully_delegated", "fully delegated", None),
+    ("mac_ratio_vs_whole", "MACs / whole", 2), ("psnr_vs_whole_db", "vs whole frame", 1),
+    ("fully_delegated", "fully delegated", None),
 )
+
+
+def mode_label(record: Dict) -> str:
+    """``whole``, or ``tiled C (N tiles x S segments)`` (every op once: the segment executor) /
+    ``(N tiles x P passes)`` (the pass executor, which recomputes)."""
+    if record.get("mode") != "tiled" or not record.get("tiles"):
+        return str(record.get("mode", "whole"))
+    if record.get("segments"):
+        storage = f", {record['storage']} stores" if record.get("storage") not in (None, "float32") else ""
+        return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record['segments']} segments{storage})"
+    return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record.get('passes', 1)} passes)"
+
+
+def comparison(record: Dict) -> str:
+    """How the tiled output compares with the whole frame: ``exact`` (bit-equal), the max abs
+    difference, or ``not compared`` (no whole frame ran)."""
+    diff = record.get("max_abs_diff_vs_whole")
+    if record.get("mode") != "tiled" or record.get("status") != "ok":
+        return "–"
+    if diff is None:
+        return "not compared"
+    return "exact" if diff == 0 else f"max abs {diff:.1e}"
+
+
+def status_label(record: Dict) -> str:
+    """``ok``; ``not run (predicted ...)`` for configurations a smaller run ruled out; else the status."""
+    value = record.get("status")
+    message = " ".join(str(record.get("message") or "").split())
+    if value == "ok":
+        return "ok"
+    if message.startswith("not run"):
+        mb = re.search(r"predicts (\d+) MB, over the limit of (\d+) MB", message)
+        sec = re.search(r"predicts ([\d.]+) s, over --max-seconds ([\d.]+)", message)
+        if mb:
+            return f"not run (predicted {mb[1]} MB > {mb[2]} MB)"
+        if sec:
+            return f"not run (predicted {sec[1]} s > {sec[2]} s)"
+        return f"not run ({message[len('not run: '):][:70]})"
+    return f"{value}: {message[:80]}".replace("|", "/")
 
 
 def _cell(record, key, digits):
@@ -41,14 +81,14 @@ def _cell(record, key, digits):
         return f"{value[0]}x{value[1]} ({value[0] * value[1] / 1e6:.1f} MP)"
     if key == "size_bytes" and value:
         return f"{value / 1024:.0f}"
-    if key == "psnr_vs_whole_db" and value is None and record.get("max_abs_diff_vs_whole") == 0:
-        return "exact"
+    if key == "psnr_vs_whole_db":
+        return comparison(record)
     if key == "peak_fraction" and value is not None:
         return f"{100 * value:.0f}%"
-    if key == "mode" and value == "tiled" and record.get("tiles"):
-        return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record.get('passes', 1)} passes)"
-    if key == "status" and value not in (None, "ok") and record.get("message"):
-        return f"{value}: {' '.join(str(record['message']).split())[:80]}".replace("|", "/")
+    if key == "mode":
+        return mode_label(record)
+    if key == "status":
+        return status_label(record)
     if digits == "g" and isinstance(value, (int, float)):
         return f"{value:.3g}"
     if digits is not None and isinstance(value, (int, float)):
@@ -69,7 +109,7 @@ def markdown(result: Dict) -> str:
         out.write("Machine: " + "; ".join(parts) + "\n\n")
     records = result.get("records", [])
     shown = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in records)
-             or (c[0] == "psnr_vs_whole_db" and any("max_abs_diff_vs_whole" in r for r in records))]
+             or (c[0] == "psnr_vs_whole_db" and any(r.get("mode") == "tiled" for r in records))]
     out.write("| " + " | ".join(c[1] for c in shown) + " |\n")
     out.write("|" + "|".join("---" for _ in shown) + "|\n")
     for record in records:
@@ -141,28 +181,53 @@ def plot(records: Iterable[Dict], path) -> None:
 
 def compact_markdown(result: Dict) -> str:
     """A short table for a README: model, precision, frame, mode, runtime, median/min s, peak RSS."""
-    lines = ["| model | prec. | output | mode | runtime | median s | min s | peak RSS MB | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | prec. | output | mode | runtime | median s | min s | peak RSS MB | MACs / whole | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result.get("records", []):
-        mode = r.get("mode", "whole")
-        if mode == "tiled" and r.get("tile"):
-            mode = f"tiled {r['tile']} ({r.get('tiles', '?')} tiles x {r.get('passes', 1)} passes)"
-        note = ""
+        mode = mode_label(r)
         if r.get("status") != "ok":
-            message = " ".join(str(r.get("message", "")).split())
-            predicted = re.search(r"predicts (\d+|inf) MB, over the limit of (\d+) MB", message)
-            if predicted and predicted[1] == "inf":
-                message = "not run: a smaller frame already ran out of memory"
-            elif predicted:
-                message = f"not run: predicted {predicted[1]} MB > {predicted[2]} MB limit"
-            note = f"{r.get('status')}: {message[:90]}".replace("|", "/")
-        elif r.get("max_abs_diff_vs_whole") is not None:
-            diff = r["max_abs_diff_vs_whole"]
-            note = "exact vs whole" if diff <= 1e-5 else f"max diff {diff:.2g} vs whole"
+            note = status_label(r)
+        elif r.get("mode") == "tiled":
+            note = f"{comparison(r)} vs whole"
+        else:
+            note = ""
         label = r.get("resolution_label") or "x".join(map(str, r.get("resolution", [])))
         lines.append(" | ".join([
             f"| {r.get('model')}", str(r.get("precision")), label, mode, str(r.get("runtime")),
-            _fmt(r.get("median_s"), 2), _fmt(r.get("min_s"), 2), _fmt(r.get("peak_rss_mb"), 0), note]) + " |")
+            _fmt(r.get("median_s"), 2), _fmt(r.get("min_s"), 2), _fmt(r.get("peak_rss_mb"), 0),
+            _fmt(r.get("mac_ratio_vs_whole"), 2), note]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _readme_cell(r: Dict) -> str:
+    if r is None:
+        return "–"
+    if r.get("status") != "ok":
+        return status_label(r)
+    cell = f"{r['median_s']:.2f} s, {r['peak_rss_mb']:.0f} MB"
+    if r.get("mode") == "tiled":
+        cell += f", {comparison(r)}"
+        if r.get("mac_ratio_vs_whole"):
+            cell += f", {r['mac_ratio_vs_whole']:.2f}x MACs"
+    return cell
+
+
+def readme_table(result: Dict) -> str:
+    """The README's table: one row per model / precision / mode (/ runtime), one column per frame size;
+    cells ``median s, peak RSS MB`` (+ for tiled rows: the comparison with the whole frame and the
+    MACs against it), or ``not run (predicted ...)``."""
+    records = result.get("records", [])
+    sizes = list(dict.fromkeys(r.get("resolution_label") for r in records))
+    rows: Dict[tuple, Dict[str, Dict]] = {}
+    for r in records:
+        key = (r["model"], r["precision"], r.get("mode", "whole"), r.get("runtime"))
+        rows.setdefault(key, {})[r.get("resolution_label")] = r
+    lines = ["| configuration | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for (model, precision, mode, runtime), cells in rows.items():
+        tiles = sorted({r["tile"] for r in cells.values() if r.get("tile")})
+        mode = f"tiled {'/'.join(map(str, tiles))}".strip() if mode == "tiled" else mode
+        label = f"{model} {precision}, {mode}" + (f" [{runtime}]" if runtime not in (None, "xnnpack") else "")
+        lines.append(f"| {label} | " + " | ".join(_readme_cell(cells.get(s)) for s in sizes) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -176,6 +241,7 @@ def main(argv=None) -> int:
                                      description="Print a benchmark JSON as markdown (compact by default).")
     parser.add_argument("json", help="a file written by python -m benchmarks.run --json")
     parser.add_argument("--full", action="store_true", help="every column, as --markdown writes")
+    parser.add_argument("--readme", action="store_true", help="the README's table (one column per frame size)")
     parser.add_argument("--plot", metavar="OUT.png", help="also redraw the plot")
     args = parser.parse_args(argv)
     try:
@@ -184,7 +250,8 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {args.json}: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(markdown(result) if args.full else compact_markdown(result))
+    sys.stdout.write(markdown(result) if args.full else readme_table(result) if args.readme
+                     else compact_markdown(result))
     if args.plot:
         plot(result.get("records", []), args.plot)
     return 0

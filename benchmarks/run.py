@@ -41,6 +41,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
+
 from benchmarks import measure
 from benchmarks.config import parse_resolution, round_up
 from isp_tf.errors import IspTfError
@@ -148,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", default=None, metavar="auto|N",
                    help="also run tiled: core side N in packed input pixels (rounded up to the model's core "
                         "step, MicroISP: 81), or auto: the largest core whose activations fit --tile-budget-mb")
+    p.add_argument("--tile-storage", default="float32", choices=("float32", "float16"),
+                   help="how tiled runs keep float tensors between segments (int8 models keep int8)")
     p.add_argument("--tile-models", default=None, metavar="M1,M2",
                    help="run tiled only for these --models entries (default: all of them)")
     p.add_argument("--tile-budget-mb", type=float, default=300.0,
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory-mb", type=float, default=None,
                    help="kill a configuration past this RSS (default: available memory minus 1 GB)")
     p.add_argument("--timeout-s", type=float, default=1800.0, help="per-configuration time limit")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="do not run a configuration whose latency a smaller frame of it predicts above this "
+                        "(seconds per frame, scaled by pixels); recorded as not run with the prediction")
     p.add_argument("--workdir", default=None, help="keep models, logs and outputs here (default: a temp dir)")
     p.add_argument("--json", required=True, metavar="OUT.json", help="write the records here")
     p.add_argument("--markdown", metavar="OUT.md", help="also write a markdown table")
@@ -237,6 +244,7 @@ class Harness:
         self.limit_mb = float(args.max_memory_mb) if args.max_memory_mb else max(512.0, available - 1024.0)
         self.records: List[Dict] = []
         self.bytes_per_px: Dict[tuple, float] = {}  # (series) -> peak bytes per output pixel
+        self.seconds_per_px: Dict[tuple, tuple] = {}  # (series) -> (s per output pixel, measured s, MP)
         self.machine = machine_info(self.threads)
         self.gemm: Dict[int, float] = {}
         self._count = 0
@@ -280,6 +288,9 @@ class Harness:
         return record
 
     def predicted_oom(self, series: tuple, hw) -> Optional[str]:
+        slow = self.predicted_slow(series, hw)
+        if slow:
+            return slow
         per_px = self.bytes_per_px.get(series)
         if per_px is None:
             return None
@@ -291,7 +302,25 @@ class Harness:
                     f"limit of {self.limit_mb:.0f} MB")
         return None
 
+    def predicted_slow(self, series: tuple, hw) -> Optional[str]:
+        limit = getattr(self.args, "max_seconds", None)
+        known = self.seconds_per_px.get(series)
+        if not limit or known is None:
+            return None
+        estimate = known[0] * hw[0] * hw[1]
+        if estimate > limit:
+            return (f"not run: a smaller run of this configuration predicts {estimate:.1f} s, over --max-seconds "
+                    f"{limit:g} (measured {known[1]:.2f} s at {known[2]:.1f} MP, scaled by pixels)")
+        return None
+
     def learn(self, series: tuple, hw, record: Dict):
+        if record.get("status") == "ok" and record.get("median_s"):  # the largest frame measured
+            mp = hw[0] * hw[1] / 1e6
+            if mp >= self.seconds_per_px.get(series, (0.0, 0.0, 0.0))[2]:
+                self.seconds_per_px[series] = (record["median_s"] / (hw[0] * hw[1]), record["median_s"], mp)
+        elif record.get("status") == "timeout":  # a lower bound: larger frames are slower still
+            limit = float(self.args.timeout_s)
+            self.seconds_per_px[series] = (limit / (hw[0] * hw[1]), limit, hw[0] * hw[1] / 1e6)
         if record.get("status") == "ok" and record.get("peak_rss_mb"):
             per_px = record["peak_rss_mb"] * MB / (hw[0] * hw[1])
             self.bytes_per_px[series] = max(per_px, self.bytes_per_px.get(series, 0.0))
@@ -386,7 +415,7 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
             series = ("baseline", baseline)
             why = harness.predicted_oom(series, hw)
             if why:
-                harness.add(base, {"status": "out_of_memory", "message": why})
+                harness.add(base, {"status": _not_run_status(why), "message": why})
             else:
                 spec = {"kind": baseline, "output_hw": list(hw), "runs": args.runs, "warmup": args.warmup}
                 if baseline == "rawpy":
@@ -405,7 +434,7 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                 series = ("ref", str(ref_path), runtime)
                 why = harness.predicted_oom(series, hw)
                 if why:
-                    harness.add(base, {"status": "out_of_memory", "message": why})
+                    harness.add(base, {"status": _not_run_status(why), "message": why})
                 else:
                     spec = {"kind": "tflite", "model_path": str(ref_path), "input_hw": list(in_hw),
                             "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
@@ -440,15 +469,16 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                     runtime=runtime, kind="model", size_bytes=path.stat().st_size,
                                     model_input_hw=list(model_in))
                         series = ("model", choice, precision, runtime, mode)
-                        why = harness.predicted_oom(series, hw) if mode == "whole" else None
+                        why = (harness.predicted_oom(series, hw) if mode == "whole"
+                               else harness.predicted_slow(series, hw))
                         if why:
-                            harness.add(base, {"status": "out_of_memory", "message": why})
+                            harness.add(base, {"status": _not_run_status(why), "message": why})
                             progress.update(1)
                             continue
                         spec = {"kind": "tflite", "model_path": str(path), "input_hw": list(model_in),
                                 "threads": harness.threads, "runs": args.runs, "warmup": args.warmup,
                                 "runtime": runtime, "mode": mode, "output_scale": d.output_scale,
-                                "channels": d.image_input.channels}
+                                "channels": d.image_input.channels, "vectors": per_frame_vectors(d)}
                         if mode == "whole":
                             if "tiled" in modes and (not args.tile_models or choice.label in args.tile_models):
                                 spec["save_output"] = str(whole_out)
@@ -462,6 +492,7 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                 harness.add(base, {"status": status, "message": str(exc)})
                                 progress.update(1)
                                 continue
+                            spec["tiling"]["storage"] = args.tile_storage
                             base["tile"] = spec["tiling"]["core"]
                             spec["compare_to"] = str(whole_out)
                         rec = harness.add(base, harness.child(
@@ -469,6 +500,25 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                         harness.learn(series, hw, rec)
                         progress.update(1)
                     whole_out.unlink(missing_ok=True)
+
+
+def per_frame_vectors(direction) -> Dict[str, list]:
+    """``{port name: values}`` for every per-frame vector input of ``direction``: the port's own
+    ``from_raw`` of the synthetic scene's RAW (what inference feeds), else zeros."""
+    from benchmarks.scene import synthetic_raw
+
+    vectors = {}
+    for port in direction.inputs[1:]:
+        if port.from_raw is not None:
+            vectors[port.name] = [float(v) for v in np.ravel(port.from_raw(synthetic_raw(64, 64)))]
+        else:
+            vectors[port.name] = [0.0] * int(port.channels)
+    return vectors
+
+
+def _not_run_status(why: str) -> str:
+    """``not_run`` for a configuration predicted too slow, ``out_of_memory`` for one predicted too big."""
+    return "not_run" if "--max-seconds" in why else "out_of_memory"
 
 
 def _dng_for(workdir: pathlib.Path, hw) -> pathlib.Path:
@@ -535,6 +585,20 @@ def _us(value):
 
 
 # ----------------------------------------------------------------------------
+def _check_reference(ref) -> None:
+    """Refuse a --reference the worker could not run: not a .tflite, a custom op, no packed 4-channel input."""
+    from isp_tf.export.flatbuffer import read_tflite
+
+    graph = read_tflite(str(ref))  # ExportError names the file for a damaged one
+    custom = sorted({op.name for op in graph.operators if op.name.startswith("CUSTOM:")})
+    if custom:
+        raise IspTfError(f"{ref}: custom op(s) {', '.join(custom)}, which LiteRT cannot run without their kernels")
+    shape = graph.inputs[0].shape if graph.inputs else ()
+    if len(graph.inputs) != 1 or len(shape) != 4 or shape[-1] != 4:
+        got = ", ".join(str(tuple(t.shape)) for t in graph.inputs) or "none"
+        raise IspTfError(f"{ref}: a reference must take one packed (1, h, w, 4) Bayer frame; its inputs: {got}")
+
+
 def main(argv=None) -> int:
     from isp_tf.cli import run_command
 
@@ -583,6 +647,10 @@ def _main(args, argv) -> int:
             from isp_tf.errors import MissingFileError
 
             raise MissingFileError(f"{ref}: reference .tflite not found")
+        _check_reference(ref)
+    for out in (args.json, args.markdown, args.plot):
+        if out and not pathlib.Path(out).resolve().parent.is_dir():
+            raise IspTfError(f"{out}: its folder does not exist")
     choices = bm.parse_models(args.models, small=args.small, weights=args.weights)
     if args.tile_models:
         labels = {c.label for c in bm.parse_models(args.tile_models, small=args.small)}
@@ -590,9 +658,6 @@ def _main(args, argv) -> int:
         if unknown:
             raise IspTfError(f"--tile-models {', '.join(sorted(unknown))} not in --models")
         args.tile_models = labels
-    for out in (args.json, args.markdown, args.plot):
-        if out and not pathlib.Path(out).resolve().parent.is_dir():
-            raise IspTfError(f"{out}: its folder does not exist")
 
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     tmp = None

@@ -54,11 +54,21 @@ LiteRtSession = session_mod.LiteRtSession
 # kinds
 # ----------------------------------------------------------------------------
 def tiled_macs(session, height: int, width: int, nonzero: bool = False) -> int:
-    """MACs of one frame of a :class:`~isp_tf.tiling.tflite_executor.TiledSession`: every tile of
-    every pass, each pass with its own pruned model."""
+    """MACs of one frame of a tiled session: every call of every model (segment executor:
+    each segment's local model over every box, its statistics models over every core;
+    pass executor: every tile of every pass)."""
     from benchmarks.macs import tflite_macs
 
     total = 0
+    if hasattr(session, "calls"):
+        for model, calls in session.calls(height, width):
+            per_shape = {}
+            for shapes in calls:
+                key = tuple(tuple(s) for s in shapes)
+                if key not in per_shape:
+                    per_shape[key] = tflite_macs(model, nonzero=nonzero, input_shapes=shapes)
+                total += per_shape[key]
+        return total
     channels = int(session.inputs[session.image_index]["shape"][-1])
     for model, shapes in session.work(height, width):
         per_shape = {}
@@ -67,6 +77,37 @@ def tiled_macs(session, height: int, width: int, nonzero: bool = False) -> int:
                 per_shape[shape] = tflite_macs(model, [1, shape[0], shape[1], channels], nonzero=nonzero)
             total += per_shape[shape]
     return total
+
+
+def _vector_feeds(session, vectors: dict) -> list:
+    """The per-frame vectors (``{port name: values}``) in the order the session takes them
+    beside the image (matched by tensor name, else in the order given)."""
+    if not vectors:
+        return []
+    inputs = session.inputs
+    if hasattr(session, "vector_indices"):  # a tiled session: run(frame, *vectors in model order)
+        details = [inputs[k] for k in session.vector_indices]
+    else:  # a whole-frame session: every input in order, the image included
+        details = [d for d in inputs if len(d["shape"]) != 4]
+    remaining = dict(vectors)
+    out = []
+    for d in details:
+        name = next((n for n in remaining if n in d["name"]), next(iter(remaining), None))
+        if name is None:
+            raise RuntimeError(f"no per-frame values for input {d['name']}")
+        out.append(np.asarray(remaining.pop(name), np.float32).reshape([int(v) for v in d["shape"]]))
+    if not hasattr(session, "vector_indices"):
+        image = next(k for k, d in enumerate(inputs) if len(d["shape"]) == 4)
+        return _ImageAt(image, out)
+    return out
+
+
+class _ImageAt(list):
+    """Vectors for a whole-frame session whose image is not its first input."""
+
+    def __init__(self, image: int, vectors):
+        super().__init__(vectors)
+        self.image = image
 
 
 def run_tflite(spec: dict) -> dict:
@@ -85,12 +126,20 @@ def run_tflite(spec: dict) -> dict:
             from isp_tf.tiling.tflite_executor import TiledSession
 
             tiling = spec["tiling"]
-            session = TiledSession.from_manifest(tiling["manifest"], threads, runtime, core=tiling["core"])
+            session = TiledSession.from_manifest(tiling["manifest"], threads, runtime, core=tiling["core"],
+                                                 storage=tiling.get("storage", "float32"))
             session.plan(h, w)
         else:
             session = LiteRtSession(spec["model_path"], threads, runtime)
-            session.resize(frame.shape)
-        run = lambda: session(frame)  # noqa: E731
+        vectors = _vector_feeds(session, spec.get("vectors") or {})
+        if isinstance(vectors, _ImageAt):  # the model's own input order
+            feeds = list(vectors)
+            feeds.insert(vectors.image, frame)
+        else:
+            feeds = [frame] + list(vectors)
+        if not tiled:
+            session.resize(*(f.shape for f in feeds))
+        run = lambda: session(*feeds)  # noqa: E731
         result["init_s"] = time.perf_counter() - t0
         holder = {}
 
@@ -109,8 +158,9 @@ def run_tflite(spec: dict) -> dict:
     if tiled:
         result["macs"], result["macs_nonzero"] = tiled_macs(session, h, w), tiled_macs(session, h, w, True)
     else:
-        result["macs"] = tflite_macs(spec["model_path"], frame.shape)
-        result["macs_nonzero"] = tflite_macs(spec["model_path"], frame.shape, nonzero=True)
+        shapes = [f.shape for f in feeds] if len(feeds) > 1 else None
+        result["macs"] = tflite_macs(spec["model_path"], frame.shape, input_shapes=shapes)
+        result["macs_nonzero"] = tflite_macs(spec["model_path"], frame.shape, nonzero=True, input_shapes=shapes)
     if spec.get("save_output"):
         np.save(spec["save_output"], y[0])
     if spec.get("compare_to") and os.path.exists(spec["compare_to"]):
@@ -119,9 +169,12 @@ def run_tflite(spec: dict) -> dict:
             db = psnr(y[0], ref)
             result["psnr_vs_whole_db"] = None if db == float("inf") else round(db, 2)
             result["max_abs_diff_vs_whole"] = float(np.max(np.abs(y[0] - ref)))
-    for key in ("tiles", "passes", "core", "tile_input"):
-        if tiled:
+    for key in ("tiles", "passes", "core", "tile_input", "segments", "halos", "storage", "segment_seconds"):
+        if tiled and hasattr(session, key):
             result[key] = getattr(session, key)
+    if tiled:  # against the whole frame through the exported model
+        whole = tflite_macs(spec["model_path"], frame.shape) if len(feeds) == 1 else None
+        result["mac_ratio_vs_whole"] = round(result["macs"] / float(whole), 4) if whole else None
     return result
 
 

@@ -14,7 +14,9 @@ exit  meaning
 130   interrupted (Ctrl-C); whatever was written is complete (atomic writes)
 ====  ==========================================================================
 
-An unexpected exception (a bug, not bad input) prints one ``error:`` line too,
+A file-system error on a named path (``OSError`` with a file name: an output
+folder that is a file, no permission...) is bad input too: ``error: PATH: reason``,
+exit 2.  An unexpected exception (a bug, not bad input) prints one ``error:`` line too,
 with its type and first line, and exits 1; ``--debug`` or ``ISP_TF_DEBUG=1``
 shows the traceback instead.  An isp_tf error that TensorFlow wrapped in its
 own exception (raised inside a ``tf.data`` map function, for instance) is
@@ -30,7 +32,7 @@ from typing import Callable, Optional
 from isp_tf import errors
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "add_debug_flag",
-           "debug_enabled", "error", "run_command", "wrapped_isp_tf_error"]
+           "debug_enabled", "error", "os_error_message", "run_command", "wrapped_isp_tf_error"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -87,6 +89,11 @@ def run_command(body: Callable[[], int], *, debug: bool = False,
         return EXIT_INTERRUPTED
     except SystemExit:
         raise
+    except OSError as exc:
+        if debug or not exc.filename:
+            raise
+        error(os_error_message(exc))
+        return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - a bug or a resource problem: one line, not a traceback
         if debug:
             raise
@@ -98,6 +105,17 @@ def run_command(body: Callable[[], int], *, debug: bool = False,
         hint = resource_hint(exc)
         error(f"{type(exc).__name__}: {first}{hint} (run with --debug or ISP_TF_DEBUG=1 for the traceback)")
         return EXIT_SOME_FAILED
+
+
+def os_error_message(exc: OSError) -> str:
+    """``<path>: <reason>`` for a file-system error on a named path (an output folder that is a
+    file, no permission, a full disk...): bad input or environment, not a bug."""
+    import errno
+
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{path}: is a file where a folder is needed ({exc.strerror})"
+    return f"{path}: {exc.strerror or exc}"
 
 
 def resource_hint(exc: BaseException) -> str:

@@ -53,6 +53,10 @@ class RawWriteError(IspTfError, ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class OutputWriteError(IspTfError, OSError):
+    """An output could not be written (full disk, file-size limit); earlier outputs are intact."""
+
+
 # --- models, weights, shapes -----------------------------------------------
 class UnknownModelError(IspTfError, KeyError):
     """A model name that is not in the registry; the message lists the known ones."""

@@ -36,6 +36,10 @@ Layouts (``split`` is ``train``, ``val`` or ``test``):
     ``N`` pairs unprocessed from the bundled photos (:mod:`isp_tf.data.synthetic`),
     all of them or only those named (``synthetic:8:chelsea,coffee``), photo
     ``i % len(photos)`` for pair ``i``. ``val``/``test`` draw different seeds.
+``cameras[:N[:CAMERA,...[:PHOTO,...]]]``
+    ``N`` pairs from the simulated cameras of :mod:`isp_tf.data.cameras` (whose
+    EXIF and colour tags change the RAW), all or the named ones, camera
+    ``i % len(cameras)`` for pair ``i``. ``val``/``test`` draw different seeds.
 
 Where we differ from the originals: Zurich PNGs are normalised by the 10-bit
 white level 1023 (PyNET divides by 4 * 255 = 1020); FiveK pairs are read from
@@ -55,6 +59,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from isp_tf.data.cameras import camera_params_vector, quiet_camera_warnings
 from isp_tf.errors import DatasetError, IspTfError
 from isp_tf.raw.image import CFA_PATTERNS, Exif, RawImage
 from isp_tf.raw.reader import RAW_EXTENSIONS
@@ -394,6 +399,16 @@ DEFAULT_SYNTHETIC_COUNT = 56
 _EVAL_SEED_OFFSET = 1_000_003
 
 
+def camera_examples(rest: Optional[str], split: str, spec: str, seed: int = 0) -> List[PairExample]:
+    """``cameras[:N[:CAMERA,...[:PHOTO,...]]]`` (:mod:`isp_tf.data.cameras`)."""
+    from isp_tf.data.cameras import load_camera_pair, parse_cameras_spec
+
+    n, cameras, photos = parse_cameras_spec(rest, spec)
+    s = seed if split == "train" else seed + _EVAL_SEED_OFFSET
+    return [PairExample(f"cameras/{split}/{cameras[i % len(cameras)]}/{i}",
+                        functools.partial(load_camera_pair, i, s, tuple(cameras), tuple(photos))) for i in range(n)]
+
+
 def synthetic_examples(rest: Optional[str], split: str, spec: str, seed: int = 0) -> List[PairExample]:
     """``synthetic[:N[:PHOTO,PHOTO...]]``: ``N`` pairs from all bundled photos, or only from
     the named ones (so evaluation can use photos training never saw)."""
@@ -416,14 +431,42 @@ def synthetic_examples(rest: Optional[str], split: str, spec: str, seed: int = 0
 
 # --------------------------------------------------------------------------- decode
 #: Layout of the metadata vector (``with_metadata=True``).
-META_FIELDS = ("wb_gains", "cam_to_srgb", "cam_to_xyz", "exif")
-META_SIZES = (3, 9, 9, 4)
+META_FIELDS = ("wb_gains", "cam_to_srgb", "cam_to_xyz", "exif", "params")
+META_SIZES = (3, 9, 9, 4, 84)
 
 
 def _exif_vector(exif) -> np.ndarray:
     """[focal_length, f_number, exposure_time, iso], 0 where unknown (as ParamISP)."""
     values = (exif.focal_length, exif.f_number, exif.exposure_time, exif.iso)
     return np.array([float(v) if v else 0.0 for v in values], np.float32)
+
+
+# The per-frame metadata vectors of a RawImage, one function each: the training
+# pipeline (``with_metadata``, RAW-NOD) and a model's vector port
+# (``Port.from_raw``, read by infer) both compute them here.
+def wb_gains_vector(raw) -> np.ndarray:
+    """(3,) float32: the as-shot white-balance gains [R, G, B]."""
+    return np.asarray(raw.wb_gains, np.float32).reshape(3)
+
+
+def cam_to_srgb_vector(raw) -> np.ndarray:
+    """(9,) float32: white-balanced camera RGB -> linear sRGB, row-major."""
+    return np.asarray(raw.cam_to_srgb, np.float32).reshape(9)
+
+
+def cam_to_xyz_vector(raw) -> np.ndarray:
+    """(9,) float32: white-balanced camera RGB -> XYZ (D65), row-major (``RawImage.cam_to_xyz``)."""
+    return np.asarray(raw.cam_to_xyz, np.float32).reshape(9)
+
+
+def exif_vector(raw) -> np.ndarray:
+    """(4,) float32: [focal_length, f_number, exposure_time, iso], 0 where unknown."""
+    return _exif_vector(raw.exif)
+
+
+META_VECTORS = {"wb_gains": wb_gains_vector, "cam_to_srgb": cam_to_srgb_vector,
+                "cam_to_xyz": cam_to_xyz_vector, "exif": exif_vector,
+                "params": camera_params_vector}  # ParamISP's encoded camera parameters (isp_tf.data.cameras)
 
 
 def decode_example(example: PairExample, patch_size: int = 0):
@@ -441,10 +484,8 @@ def decode_example(example: PairExample, patch_size: int = 0):
     if patch_size and (mosaic.shape[0] - dy < patch_size or mosaic.shape[1] - dx < patch_size):
         raise DatasetError(f"{example.key}: image {mosaic.shape[1]}x{mosaic.shape[0]} ({raw.cfa_pattern}) "
                            f"is smaller than patch_size {patch_size} (+{max(dy, dx)} to start on red)")
-    meta = np.concatenate([np.asarray(raw.wb_gains, np.float32).reshape(3),
-                           np.asarray(raw.cam_to_srgb, np.float32).reshape(9),
-                           np.asarray(raw.cam_to_xyz, np.float32).reshape(9),
-                           _exif_vector(raw.exif)])
+    with quiet_camera_warnings():  # missing EXIF is the norm in training data; infer warns
+        meta = np.concatenate([META_VECTORS[name](raw) for name in META_FIELDS])
     return (mosaic.astype(np.float32, copy=False), np.int32(CFA_PATTERNS.index(raw.cfa_pattern)),
             np.ascontiguousarray(rgb, dtype=np.float32), meta)
 
@@ -464,11 +505,14 @@ def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
         raise DatasetError(f"dataset spec {spec!r} must be a 'LAYOUT:PATH' string")
     layout, _, rest = spec.partition(":")
     layout = layout.strip().lower()
-    known = sorted(LAYOUTS) + ["synthetic", "rawnod"]
+    known = sorted(LAYOUTS) + ["synthetic", "cameras", "rawnod"]
     if layout not in known:
         raise DatasetError(f"dataset spec {spec!r}: unknown layout {layout!r} (known: {', '.join(known)})")
-    if layout not in ("synthetic",) and not rest:
+    if layout not in ("synthetic", "cameras") and not rest:
         raise DatasetError(f"dataset spec {spec!r}: give a folder, as '{layout}:PATH'")
+    if layout not in ("synthetic", "cameras") and not pathlib.Path(rest).expanduser().exists():
+        # checked here, where no TensorFlow has started: a command fails before writing anything
+        raise DatasetError(f"{spec}: {rest} is missing (no such folder)")
     return layout, rest or None
 
 
@@ -479,6 +523,8 @@ def find_examples(spec: str, split: str = "train", seed: int = 0) -> List[PairEx
     layout, rest = parse_spec(spec)
     if layout == "synthetic":
         return synthetic_examples(rest, split, spec, seed)
+    if layout == "cameras":
+        return camera_examples(rest, split, spec, seed)
     if layout == "rawnod":
         raise DatasetError(f"{spec}: rawnod yields detection examples; use "
                            f"isp_tf.data.rawnod.build_detection_dataset")

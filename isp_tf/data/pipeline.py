@@ -243,7 +243,8 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         ``linear_rgb`` -> ``(B, P, P, 3)`` white-balanced, demosaiced linear camera RGB
         (:func:`linear_rgb_from_rggb`, with the example's as-shot white balance).
       input_context: a ``tf.distribute.InputContext`` (see :func:`build_distributed_dataset`).
-      with_metadata: yield ``({"raw": x, "wb_gains", "cam_to_srgb", "cam_to_xyz", "exif"}, rgb)``;
+      with_metadata: yield ``({"raw": x, "wb_gains", "cam_to_srgb", "cam_to_xyz", "exif", "params"}, rgb)``
+        (``params``: ParamISP's 84 encoded camera parameters, :func:`isp_tf.data.cameras.camera_params_vector`);
         ``exif`` is [focal length, f-number, exposure time, ISO], 0 where unknown.
       shuffle: shuffle the examples; default on for ``train``.
       random_crop: random crop positions (else one centred crop per image);
@@ -315,7 +316,7 @@ def build_dataset(specs, split: str = "train", patch_size: int = 256, batch_size
         if with_metadata:
             parts = tf.split(meta, META_SIZES)
             x = {"raw": x, "wb_gains": parts[0], "cam_to_srgb": tf.reshape(parts[1], [3, 3]),
-                 "cam_to_xyz": tf.reshape(parts[2], [3, 3]), "exif": parts[3]}
+                 "cam_to_xyz": tf.reshape(parts[2], [3, 3]), "exif": parts[3], "params": parts[4]}
         return x, rgb_patch
 
     ds = ds.enumerate().map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)

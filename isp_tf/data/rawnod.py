@@ -39,7 +39,8 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from isp_tf._keras import tf
-from isp_tf.data.layouts import RAW_EXTENSIONS, SPLITS, _missing, orient_raw, parse_spec
+from isp_tf.data.layouts import (RAW_EXTENSIONS, SPLITS, _missing, cam_to_xyz_vector, orient_raw, parse_spec,
+                                  wb_gains_vector)
 from isp_tf.data.batching import batch_and_prefetch, shard_indices
 from isp_tf.errors import DatasetError, IspTfError
 
@@ -143,8 +144,7 @@ def decode_detection(example: DetectionExample, max_boxes: int):
         y1, x1 = ((y + h) * sy - dy) / ph, ((x + w) * sx - dx) / pw
         boxes[:n] = np.clip(np.stack([y0, x0, y1, x1], axis=-1), 0.0, 1.0)
         labels[:n] = example.labels[:n]
-    return (packed, boxes, labels, np.int32(n), np.asarray(raw.cam_to_xyz, np.float32),
-            np.asarray(raw.wb_gains, np.float32))
+    return (packed, boxes, labels, np.int32(n), cam_to_xyz_vector(raw).reshape(3, 3), wb_gains_vector(raw))
 
 
 def _flip_packed(packed, boxes, flip):

@@ -33,6 +33,7 @@ def calibration_frames(spec_text: str, input_hw: Tuple[int, int], count: int = 8
 
     kind = direction.image_input.kind if direction is not None else "packed_bayer"
     vectors = [p for p in direction.inputs[1:]] if direction is not None else []
+    _check_vector_sources(vectors)
     from_target = kind == "srgb"
     h, w = input_hw
     side = int(min(MAX_CALIBRATION_CROP, h, w))
@@ -64,6 +65,20 @@ def calibration_frames(spec_text: str, input_hw: Tuple[int, int], count: int = 8
                 frame[:, r * side:(r + 1) * side, c * side:(c + 1) * side] = crop
         samples.append([frame[:, :h, :w]] + (extra or []))
     return samples
+
+
+def _check_vector_sources(ports) -> None:
+    """The pipeline's metadata of a port's name is what ``Port.from_raw`` computes at inference
+    (:data:`isp_tf.data.layouts.META_VECTORS`, one function each); refuse a port computed otherwise."""
+    from isp_tf.data.layouts import META_VECTORS
+    from isp_tf.errors import ExportError
+
+    for port in ports:
+        source = getattr(port, "from_raw", None)
+        if source is not None and META_VECTORS.get(port.name) is not source:
+            raise ExportError(f"calibration of per-frame input {port.name!r}: its from_raw "
+                              f"({getattr(source, '__qualname__', source)}) is not the data pipeline's "
+                              f"metadata of that name ({', '.join(META_VECTORS)})")
 
 
 def _progress(iterable, enabled, desc):

@@ -114,6 +114,13 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     else:
         loaded = load_export_model(spec.name, weights=weights, small=small, seed=seed, config=config,
                                    variant=variant, direction=direction)
+    per_frame = None
+    if tile is not None and spec.split is not None and direction in (None, "forward") and precision != "int8":
+        # whole-frame values that are not spatial means (GenISP's ConvWB/ConvCC): the tile model is the
+        # spec's tileable part; the per-frame part goes into the tile manifest (isp_tf.tiling.manifest)
+        per_frame, render = spec.split(loaded.model)
+        loaded = LoadedModel(render, loaded.name, loaded.config, loaded.weights, loaded.qat)
+        parity = False  # the tile model takes the per-frame values as one more input
     keras_model, swapped = rewrite_for_nnapi(loaded.model) if not loaded.qat else (loaded.model, [])
     if swapped:
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
@@ -148,7 +155,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                                        input_hw)
         parity_info = run_parity(concrete, tflite, x, used, precision, loaded.qat, reference)
 
-    tile_info = (describe_tile(spec, loaded, tile, input_hw, tflite, out, precision)
+    tile_info = (describe_tile(spec, loaded, tile, input_hw, tflite, out, precision, per_frame=per_frame)
                  if tile is not None else None)
     metadata = build_metadata(tflite, spec, loaded, precision, io, frame_hw, input_hw, tile_info,
                               report, parity_info, calib_spec,

@@ -132,10 +132,21 @@ def _opcode(code) -> int:
     return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
 
 
+def _checked_indices(values, size, name, what, optional=False) -> List[int]:
+    """``values`` as ints, each a valid index below ``size`` (-1 too where ``optional``), else ExportError."""
+    out = [int(i) for i in (values if values is not None else [])]
+    for i in out:
+        if not (0 <= i < size or (optional and i == -1)):
+            raise ExportError(f"{name}: damaged TFLite flatbuffer ({what} refers to tensor {i}, "
+                              f"the graph has {size})")
+    return out
+
+
 def read_tflite(src) -> TFLiteGraph:
     """Parse a ``.tflite`` file (path or bytes) into a :class:`TFLiteGraph`.
 
-    Raises :class:`ExportError` for a file that is not a TFLite flatbuffer.
+    Raises :class:`ExportError` for a file that is not a TFLite flatbuffer, or one whose
+    tables refer to tensors, operator codes or buffers it does not have (a damaged file).
     """
     buf = _load_bytes(src)
     name = src if not isinstance(src, (bytes, bytearray)) else "<bytes>"
@@ -148,8 +159,19 @@ def read_tflite(src) -> TFLiteGraph:
     if not model.subgraphs:
         raise ExportError(f"{name}: TFLite file has no subgraph")
     sg = model.subgraphs[0]
+    n_tensors = len(sg.tensors or [])
+    codes = model.operatorCodes or []
+    for k, op in enumerate(sg.operators or []):
+        if not 0 <= int(op.opcodeIndex) < len(codes):
+            raise ExportError(f"{name}: damaged TFLite flatbuffer (operator {k} uses operator code "
+                              f"{op.opcodeIndex}, the file has {len(codes)})")
+        _checked_indices(op.inputs, n_tensors, name, f"operator {k}'s input", optional=True)
+        if not _checked_indices(op.outputs, n_tensors, name, f"operator {k}'s output"):
+            raise ExportError(f"{name}: damaged TFLite flatbuffer (operator {k} has no output)")
+    graph_in = _checked_indices(sg.inputs, n_tensors, name, "the graph input")
+    graph_out = _checked_indices(sg.outputs, n_tensors, name, "the graph output")
     produced = {int(i) for op in (sg.operators or []) for i in (op.outputs if op.outputs is not None else [])}
-    graph_inputs = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
+    graph_inputs = set(graph_in)
 
     tensors: List[Tensor] = []
     for i, t in enumerate(sg.tensors or []):
@@ -166,6 +188,9 @@ def read_tflite(src) -> TFLiteGraph:
                 raw = buf[buffer.offset:buffer.offset + buffer.size]
         constant = raw is not None and i not in produced and i not in graph_inputs and not t.isVariable
         if constant and dtype in _NUMPY_TYPES:
+            if len(raw) % np.dtype(_NUMPY_TYPES[dtype]).itemsize:
+                raise ExportError(f"{name}: damaged TFLite flatbuffer (tensor {i} holds {len(raw)} bytes, not a "
+                                  f"whole number of {dtype} values)")
             data = np.frombuffer(raw, dtype=_NUMPY_TYPES[dtype])
             if data.size == int(np.prod(shape)):  # prod(()) == 1: scalars too
                 data = data.reshape(shape)
@@ -180,15 +205,14 @@ def read_tflite(src) -> TFLiteGraph:
         code = model.operatorCodes[op.opcodeIndex]
         opname = BUILTIN_NAMES.get(_opcode(code), f"BUILTIN_{_opcode(code)}")
         if opname == "CUSTOM":
-            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            custom = (code.customCode.decode("utf-8", "replace") if isinstance(code.customCode, bytes)
+                      else code.customCode)
             opname = f"CUSTOM:{custom}"
         ins = [tensors[int(j)] if int(j) >= 0 else None for j in (op.inputs if op.inputs is not None else [])]
         outs = [tensors[int(j)] for j in (op.outputs if op.outputs is not None else [])]
         operators.append(Operator(k, opname, int(code.version), ins, outs, op.builtinOptions))
 
-    return TFLiteGraph(tensors, operators,
-                       [tensors[int(i)] for i in (sg.inputs if sg.inputs is not None else [])],
-                       [tensors[int(i)] for i in (sg.outputs if sg.outputs is not None else [])],
+    return TFLiteGraph(tensors, operators, [tensors[i] for i in graph_in], [tensors[i] for i in graph_out],
                        len(model.subgraphs), model)
 
 

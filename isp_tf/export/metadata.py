@@ -34,8 +34,24 @@ def _tensor_info(details, role: str) -> dict:
     return info
 
 
+def _per_frame_tflite(model, spec) -> bytes:
+    """The per-frame part of a split model (``ModelSpec.split``), FP32 with free height and
+    width: it runs once on the whole frame, on the CPU."""
+    from isp_tf._keras import tf
+    from isp_tf.export.conversion import convert_function
+
+    specs = []
+    for k, t in enumerate(model.inputs):
+        name = t.name.split(":")[0]
+        shape = [1, None, None, int(t.shape[-1])] if len(t.shape) == 4 else [1] + [int(d) for d in t.shape[1:]]
+        specs.append(tf.TensorSpec(shape, tf.float32, name=name))
+    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+                     input_signature=specs, autograph=False)
+    return convert_function(fn.get_concrete_function(), "fp32", "float32", None, model)
+
+
 def tile_info(spec, loaded, tile: int, input_hw, tflite: Optional[bytes] = None, out=None,
-               precision: Optional[str] = None) -> dict:
+              precision: Optional[str] = None, per_frame=None) -> dict:
     """How a runner should use a tile model: halo and core alignment from
     :func:`isp_tf.tiling.analysis.analyze` of the tiling variant (None when unknown).
 
@@ -54,6 +70,8 @@ def tile_info(spec, loaded, tile: int, input_hw, tflite: Optional[bytes] = None,
 
         with tiling_mode():
             variant = create_model(spec.name, **loaded.config)
+            if per_frame is not None:  # the tile model is the split's tileable part
+                variant = spec.split(variant)[1]
         fp = analyze(variant, spec.size_multiple)
     except Exception as exc:  # noqa: BLE001 - metadata only; the export itself is valid
         info["analysis_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -70,15 +88,22 @@ def tile_info(spec, loaded, tile: int, input_hw, tflite: Optional[bytes] = None,
 
         path = manifest_path(out)
         try:
+            split = None
+            if per_frame is not None:
+                split = (_per_frame_tflite(per_frame, spec), [p.name for p in spec.direction().inputs])
             manifest = write_manifest(tflite, fp.geometry, path, input_side=min(input_hw), max_passes=16,
                                       source={"tile_model": pathlib.Path(out).name, "model": spec.name,
-                                              "precision": precision, "config": loaded.config})
+                                              "precision": precision, "config": loaded.config},
+                                      per_frame=split)
         except (IspTfError, RuntimeError, ValueError) as exc:  # a graph the LiteRT tiler cannot
             # rewrite or resize: the tile model itself stays valid
             info["manifest_error"] = str(exc)
         else:
             info["manifest"] = path.name
             info["passes"] = [p["model"] for p in manifest["passes"]]
+            info["segments"] = len(manifest.get("segments", []))
+            if manifest.get("per_frame"):
+                info["per_frame"] = manifest["per_frame"]["model"]
             info["align"] = manifest["geometry"]["align"]
     return info
 

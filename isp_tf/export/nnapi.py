@@ -699,7 +699,16 @@ _NEVER = {
 
 
 def check_graph(graph: TFLiteGraph, api_level: int = API_LEVEL, source: str = "<graph>") -> NNAPIReport:
-    """Run every rule on a parsed graph (see :func:`check_nnapi`)."""
+    """Run every rule on a parsed graph (see :func:`check_nnapi`).
+
+    Raises :class:`~isp_tf.errors.ExportError` for a damaged graph: an op without outputs, or
+    whose operands are not those its op type takes (a rule then cannot read them).
+    """
+    from isp_tf.errors import ExportError
+
+    for op in graph.operators:
+        if not op.outputs:
+            raise ExportError(f"{source}: damaged TFLite graph (operator {op.index}, {op.name}, has no output)")
     findings: List[Finding] = []
     # FP16 models: the delegate folds DEQUANTIZE(constant fp16) into fp32 constants
     # (FP16GraphPartitionHelper), so those outputs count as constant operands.
@@ -716,7 +725,12 @@ def check_graph(graph: TFLiteGraph, api_level: int = API_LEVEL, source: str = "<
             ctx.fail("unsupported-op", f"{op.name} is not in isp_tf's API-{api_level} table (image-model "
                      "ops; recurrent and lookup ops are not modelled): treated as refused")
         else:
-            check(ctx)
+            try:
+                check(ctx)
+            except (IndexError, AttributeError, TypeError, ValueError) as exc:
+                raise ExportError(f"{source}: damaged TFLite graph (operator {op.index}, {op.name} "
+                                  f"v{op.version}: its operands are not those of the op: "
+                                  f"{type(exc).__name__}: {exc})") from None
         # delegate-wide rules on every non-constant tensor the op touches
         seen = set()
         for t in list(op.inputs) + list(op.outputs):

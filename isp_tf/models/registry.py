@@ -37,6 +37,7 @@ _MODULES: Dict[str, str] = {
     "pynet": "isp_tf.models.pynet",
     "invisp": "isp_tf.models.invisp",
     "genisp": "isp_tf.models.genisp",
+    "paramisp": "isp_tf.models.paramisp",
 }
 
 #: what ``python -m isp_tf.infer`` renders with when neither --model nor --weights names one
@@ -65,6 +66,12 @@ class Port:
         the tensor into its data (outputs); written into the export JSON.
       value_range: the values the tensor is meant to hold (outputs may
         overshoot, e.g. MicroISP's tanh head reaches 0.5 +- 0.58).
+      from_raw: for a per-frame ``vector`` input: ``from_raw(raw) ->
+        (channels,) float32`` computes it from an :class:`isp_tf.raw.RawImage`
+        (the function the training pipeline builds the same metadata with, so
+        inference, calibration and training agree); ``python -m isp_tf.infer``
+        feeds every vector input through it.  A plain module-level function
+        importing no TensorFlow (the LiteRT inference path records it by name).
     """
 
     name: str
@@ -72,6 +79,7 @@ class Port:
     channels: int
     normalise: str = ""
     value_range: Tuple[float, float] = (0.0, 1.0)
+    from_raw: Optional[Callable[[Any], Any]] = None
 
     def __post_init__(self):
         if self.kind not in PORT_KINDS:

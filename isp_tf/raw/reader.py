@@ -131,10 +131,32 @@ def _tiff_tags(path) -> dict:
         return {}
 
 
+def _tag_int(tags, code, default=None):
+    """A one-value numeric tag as an int; ``default`` when absent, ``None`` when it holds anything else
+    (text, several values: a damaged tag)."""
+    if code not in tags:
+        return default
+    v = np.ravel(np.asarray(tags[code], dtype=object))
+    try:
+        return int(v[0]) if v.size == 1 else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _ratio_list(value) -> np.ndarray:
-    """tifffile gives RATIONAL/SRATIONAL arrays as flat (num, den, num, den...) tuples."""
-    v = np.asarray(value, dtype=np.float64).ravel()
-    return v[0::2] / v[1::2]
+    """tifffile gives RATIONAL/SRATIONAL arrays as flat (num, den, num, den...) tuples.
+
+    A value that is not such pairs (a damaged tag of another type or an odd count) gives an
+    empty array, a zero denominator inf/nan: the callers treat both as "no usable value".
+    """
+    try:
+        v = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return np.zeros(0)
+    if v.size % 2:
+        return np.zeros(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return v[0::2] / v[1::2]
 
 
 def _exif_tags(path) -> dict:
@@ -257,7 +279,7 @@ def _dng_color(tags):
         if cm_tag in tags:
             m = _ratio_list(tags[cm_tag])
             if m.size == 9 and np.any(m):
-                kelvin = _ILLUMINANT_KELVIN.get(int(tags.get(ill_tag, 0)), 1e6)
+                kelvin = _ILLUMINANT_KELVIN.get(_tag_int(tags, ill_tag, 0), 1e6)
                 candidates.append((abs(kelvin - 6504), m.reshape(3, 3)))
     if not candidates:
         return None
@@ -300,6 +322,11 @@ def _open_rawpy(path, head):
     import rawpy
 
     try:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8: rawpy encodes str paths strictly,
+            with open(path, "rb") as f:  # so hand it the bytes (LibRaw's open_buffer) instead
+                return rawpy.imread(f)
         return rawpy.imread(path)
     except rawpy.LibRawFileUnsupportedError as e:
         try:
@@ -308,10 +335,62 @@ def _open_rawpy(path, head):
             err = CorruptRawError(path, f"LibRaw cannot parse it: {_msg(e)}")
         raise err from None
     except rawpy.LibRawIOError as e:
-        raise CorruptRawError(path, f"read error, the file is probably truncated: {_msg(e)}") \
-            from None
+        raise CorruptRawError(path, f"read error: the file is truncated or its tags point outside it "
+                                    f"(damaged): {_msg(e)}") from None
     except rawpy.LibRawError as e:
         raise CorruptRawError(path, f"LibRaw failed to open it: {_msg(e)}") from None
+
+
+
+def _broken_link(path):
+    """Raise the error for a symbolic link that leads nowhere (a loop or a missing target)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ELOOP:
+            raise RawReadError(path, "is a symbolic link loop (it never reaches a file)") from None
+    raise MissingFileError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)")
+
+
+def _check_dng_strips(path, raw_ifd):
+    """Refuse an uncompressed DNG whose sample size or strip sizes contradict its image size.
+
+    LibRaw trusts ImageWidth/ImageLength/BitsPerSample and reads whatever bytes
+    follow StripOffsets, so a BitsPerSample of 7 on 16-bit data or strips shorter
+    than the image decode "successfully" into wrong pixels.  Checked for strips of
+    uncompressed CFA data only (tiled or compressed data: LibRaw's decoders check).
+    Extra bytes past the image are tolerated (they are not read).
+    """
+    if _tag_int(raw_ifd, 262, -1) != 32803 or _tag_int(raw_ifd, 259, 1) != 1 or 322 in raw_ifd:
+        return
+    bits = _tag_int(raw_ifd, 258, 1)
+    width, height = _tag_int(raw_ifd, 256, 0), _tag_int(raw_ifd, 257, 0)
+    if None in (bits, width, height):
+        raise CorruptRawError(path, "damaged size tags (ImageWidth, ImageLength or BitsPerSample is not "
+                                    "one number)")
+    if not 8 <= bits <= 32:
+        raise CorruptRawError(path, f"BitsPerSample {bits}: a DNG mosaic stores 8 to 32 bits a "
+                                    f"sample (damaged tag)")
+    try:
+        counts = np.ravel(np.asarray(raw_ifd.get(279, ()), dtype=np.int64))
+        offsets = np.ravel(np.asarray(raw_ifd.get(273, ()), dtype=np.int64))
+    except (TypeError, ValueError, OverflowError):
+        raise CorruptRawError(path, "damaged StripOffsets / StripByteCounts tags") from None
+    if counts.size == 0:
+        return
+    needed = -(-width * bits // 8) * height
+    stored = int(np.sum(counts))
+    if stored < needed:
+        raise CorruptRawError(path, f"StripByteCounts holds {stored} bytes, but a {width}x{height} mosaic "
+                                    f"of {bits}-bit samples needs {needed} (damaged tags or "
+                                    f"truncated pixel data)")
+    if offsets.size == counts.size:
+        end = int(np.max(offsets + counts.clip(max=needed)))
+        size = os.path.getsize(path)
+        if end > size:  # checked here: LibRaw would print "Unexpected end of file" and decode zeros
+            raise CorruptRawError(path, f"truncated: the pixel data ends at byte {end}, the file at {size}")
 
 
 def _why_refused(path, head, libraw_msg) -> RawReadError:
@@ -327,6 +406,9 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
         photometric = int(raw_ifd.get(262, -1))
         if 50706 in tags:  # DNGVersion: a DNG that LibRaw refuses; say why
             size = (int(raw_ifd.get(257, 0)), int(raw_ifd.get(256, 0)))
+            if min(size) == 0:
+                return CorruptRawError(path, f"{size[0]}x{size[1]} pixels: an image side of 0 (damaged "
+                                             f"ImageWidth/ImageLength tags)")
             if 0 < min(size) < 22:
                 return NotRawError(path, f"{size[0]}x{size[1]} pixels: LibRaw reads no image "
                                          f"under 22 pixels a side")
@@ -351,7 +433,12 @@ def _why_refused(path, head, libraw_msg) -> RawReadError:
         if 271 in tags or photometric in (32803, 34892):  # camera-written TIFF-based RAW
             return CorruptRawError(path, f"a camera TIFF-based RAW that LibRaw cannot parse "
                                          f"(truncated or damaged): {libraw_msg}")
-        if pathlib.Path(path).suffix.lower() in TIFF_RAW_EXTENSIONS:
+        kind = {1: "greyscale", 2: "RGB", 6: "YCbCr"}.get(photometric)
+        suffix = pathlib.Path(path).suffix
+        if kind and 50706 not in tags and int(raw_ifd.get(277, 1)) in ((1,) if photometric == 1 else (3, 4)):
+            renamed = f" renamed {suffix}" if suffix.lower() in TIFF_RAW_EXTENSIONS else ""
+            return NotRawError(path, f"an ordinary {kind} TIFF image{renamed}, not a camera RAW file")
+        if suffix.lower() in TIFF_RAW_EXTENSIONS:
             return CorruptRawError(path, f"named like a RAW file but its TIFF directory holds "
                                          f"no RAW tags (damaged header?): {libraw_msg}")
         return NotRawError(path, "a TIFF image, not a camera RAW file")
@@ -414,8 +501,12 @@ def read_raw(path) -> RawImage:
     import rawpy
 
     path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
     p = pathlib.Path(path)
     if not p.exists():
+        if p.is_symlink():
+            _broken_link(path)
         raise MissingFileError(f"{path}: no such RAW file")
     if p.is_dir():
         raise NotRawError(path, "is a directory, not a RAW file")
@@ -427,6 +518,8 @@ def read_raw(path) -> RawImage:
     with rp:
         try:
             tiff = _tiff_tags(path) if _is_tiff(head) else {}
+            if 50706 in tiff:
+                _check_dng_strips(path, tiff["raw"])
             if rp.raw_type != rawpy.RawType.Flat:
                 photometric = tiff.get("raw", {}).get(262)
                 if photometric == 34892 or (50706 in tiff and photometric != 32803):
@@ -541,6 +634,8 @@ def read_bayer_array(src, *, shape=None, cfa_pattern, black_level, white_level,
         else:
             if shape is None:
                 raise InputShapeError(f"{where}: a headerless Bayer dump needs shape=(rows, cols)")
+            if min(int(s) for s in shape) < 2:
+                raise InputShapeError(f"{where}: Bayer shape {shape[0]}x{shape[1]} is smaller than one 2x2 block")
             dt = np.dtype(dtype)
             expected = int(shape[0]) * int(shape[1]) * dt.itemsize
             size = p.stat().st_size
@@ -554,6 +649,8 @@ def read_bayer_array(src, *, shape=None, cfa_pattern, black_level, white_level,
     if mosaic.ndim != 2:
         raise InputShapeError(f"{where}: a Bayer mosaic must be 2-D, got shape {mosaic.shape}")
     if shape is not None and tuple(mosaic.shape) != tuple(int(s) for s in shape):
+        if min(int(s) for s in shape) < 2:
+            raise InputShapeError(f"{where}: Bayer shape {shape[0]}x{shape[1]} is smaller than one 2x2 block")
         raise InputShapeError(f"{where}: mosaic is {mosaic.shape}, expected {tuple(shape)}")
     if min(mosaic.shape) < 2:
         raise InputShapeError(f"{where}: mosaic {mosaic.shape} is smaller than one 2x2 block")

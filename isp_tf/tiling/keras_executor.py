@@ -3,7 +3,11 @@
 See :mod:`isp_tf.tiling` for the method.  The runner analyses the model
 (:func:`isp_tf.tiling.analysis.analyze`), plans the tiles with the one planner
 (:func:`isp_tf.tiling.planner.plan_tiles`) and, when a frame needs more than
-one tile, runs the model's tiling variant (built inside ``tiling_mode()`` by
+one tile, runs it segment by segment (:mod:`isp_tf.tiling.keras_segments`:
+the model cut at its global layers, every layer once per tile, each segment
+with its own halo; the cut :mod:`isp_tf.tiling.segments` makes in the
+``.tflite``).  For a model it cannot cut (global layers inside nested
+models) or with ``use_segments = False`` it runs the model's tiling variant (built inside ``tiling_mode()`` by
 ``rebuild`` or ``keras.models.clone_model``, weights copied): one statistics
 pass per dependency depth over every tile's statistics box, summing each
 group's ``positionwise`` over the tile's core (float64), then a final pass
@@ -76,6 +80,8 @@ class TiledRunner:
         self._rebuild = rebuild
         self._variant = None  # built on the first call that needs more than one tile
         self._tile = None
+        self._segments = False  # not built yet
+        self.use_segments = True
         self._whole = tf.function(lambda xs: call_model(model, xs, training=False), autograph=False,
                                   input_signature=[self._specs])
 
@@ -154,7 +160,11 @@ class TiledRunner:
     def steps(self, height: int, width: int, tile) -> int:
         """Model runs ``__call__`` will make (for progress bars)."""
         n = len(self.plan(height, width, tile))
-        return 1 if n == 1 else n * self.footprint.passes
+        if n == 1:
+            return 1
+        if self.use_segments and self.segments is not None:
+            return n * len(self.segments.segments)
+        return n * self.footprint.passes
 
     def _check(self, height, width):
         if min(height, width) < self.min_side:
@@ -213,7 +223,27 @@ class TiledRunner:
         return self._tile(self._inputs(frame[np.newaxis, y0:y1, x0:x1], vectors),
                           np.asarray(tile.core_in(box), np.int32), np.asarray([y1 - y0, x1 - x0], np.int32))
 
+    @property
+    def segments(self):
+        """The segment plan (:mod:`isp_tf.tiling.keras_segments`: every layer once per tile), or
+        ``None`` for a model it cannot cut (the statistics passes run then); built on first use."""
+        if self._segments is False:
+            from isp_tf.tiling.analysis import _trace_size
+            from isp_tf.tiling.keras_segments import keras_segments
+            from isp_tf.tiling.planner import lcm
+
+            self._segments = keras_segments(self.model, self.image_index, _trace_size(self.model, self.size_multiple),
+                                            lcm(self.footprint.stride, self.size_multiple))
+        return self._segments
+
     def _tiled(self, frame, vectors, tiles, progress):
+        if self.use_segments and self.segments is not None:
+            from isp_tf.tiling.keras_segments import run_segments
+
+            return run_segments(self.segments, frame, vectors, tiles, progress)
+        return self._passes(frame, vectors, tiles, progress)
+
+    def _passes(self, frame, vectors, tiles, progress):
         variant_layers = {g.name: v for g, v in zip(global_layers(self.model), global_layers(self.variant))}
         for g in self._layers:
             g.use_given.assign(0.0)

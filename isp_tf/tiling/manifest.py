@@ -28,6 +28,17 @@ Manifest (JSON, ``"format": "isp_tf.tiling.manifest"``, ``"version": 1``)::
     combine     how tiles make whole-frame statistics: sum over tile cores / count
     plan        the planner's rules (how to cut a frame into tiles)
     source      the tile model's file name, model name, precision (when given)
+
+Segments (added in place, the version stays 1: a reader of passes ignores them; readers
+that know segments run every op once instead of once per pass)::
+
+    segments    in order: local {model, inputs (feeds), outputs (store ids), halo} or null, and
+                stats [{model (or null), inputs (feeds), outputs (statistic indices), min_side}]
+    stores      name, jump [num, den] (input px per store px), channels, dtype, scale, zero_point,
+                producer (segment, -1: the frame), last (last segment reading it), output (k or null)
+    segment_rules  how to run them (SEGMENT_RULES)
+    per_frame   (optional) model, inputs (feeds: ["image", 0] the whole unpadded frame, ["vector", k]):
+                run once per frame; its output is the last per-frame vector of every segment model
 """
 from __future__ import annotations
 
@@ -42,8 +53,8 @@ from isp_tf.errors import MissingFileError
 from isp_tf.tiling.planner import Geometry, TilingError, lcm, round_core
 from isp_tf.utils import atomic_write
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "COMBINE_RULE", "PLAN_RULES", "default_core",
-           "manifest_path", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "COMBINE_RULE", "PLAN_RULES", "SEGMENT_RULES", "default_core",
+           "manifest_path", "read_manifest", "segment_plan_from_manifest", "write_manifest"]
 
 MANIFEST_FORMAT = "isp_tf.tiling.manifest"
 MANIFEST_VERSION = 1
@@ -58,6 +69,24 @@ COMBINE_RULE = {
             "integer) to every later pass. The final pass runs every tile's box with every statistic "
             "given and writes its core (times the output scale) into the output."),
     "sum_dtype": "float64",
+}
+
+SEGMENT_RULES = {
+    "order": ("segments in order; in each, every tile (row by row, any order) runs the local model over its "
+              "box, then every statistics model over its core; after the last tile the statistics are "
+              "sum / count (float64 sums, float32 values, quantised like the statistic input when integer)"),
+    "box": "per segment: [max(0, core_start - halo), min(length, core_end + halo)) with that segment's own halo",
+    "feeds": ("each model input, in order: [\"store\", s] the crop of store s over the box (local) or the core "
+              "(statistics), rows [y0 / jump, y1 / jump); [\"vector\", k] per-frame input k of the model; "
+              "[\"statistic\", k] the whole-frame value of statistics[k]"),
+    "local_outputs": ("output j is store outputs[j]: write its core (rows [(core_y0 - box_y0) / jump, "
+                      "(core_y1 - box_y0) / jump) of the output) at [core_y0 / jump, core_y1 / jump) of the store"),
+    "stats_outputs": ("output j is the map of statistics[outputs[j]]: add the sum over ALL its positions "
+                      "(dequantised) and their number; skip the model for a core smaller than min_side on "
+                      "either axis; a model of null: the map is the (single) store input itself"),
+    "stores": ("store 0 is the padded frame; a store is (H / jump, W / jump, channels) of its dtype (integer "
+               "tensors raw, float ones float32 or float16); stores with output k are float32 (dequantised) "
+               "and, cropped to the unpadded frame, the model's image output k; free a store after segment last"),
 }
 
 PLAN_RULES = {
@@ -131,7 +160,7 @@ def _probe(model: bytes, image_index: int, geometry: Geometry, inputs, outputs):
 def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, path, *,
                    core: Optional[int] = None, input_side: Optional[int] = None,
                    source: Optional[dict] = None, exposed: Optional[tuple] = None,
-                   max_passes: Optional[int] = None) -> dict:
+                   max_passes: Optional[int] = None, per_frame: Optional[tuple] = None) -> dict:
     """Write the pass models and the manifest of ``tflite`` (path or bytes) at ``path``.
 
     ``path`` is the manifest's file (``<stem>.tiling.json``, see
@@ -144,7 +173,10 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
     written atomically.  ``exposed``: ``expose_global_stats(tflite)`` when the
     caller already has it.  ``max_passes``: refuse (:class:`TilingError`, nothing
     written) a model needing more passes, each a model file (PyNET: one per
-    instance-norm depth).  Returns the manifest.
+    instance-norm depth).  ``per_frame``: ``(model bytes, names of the original
+    model's inputs)`` of a split model's per-frame part (``ModelSpec.split``):
+    written as ``<stem>_per_frame.tflite``; its output feeds the tile model's
+    per-frame input that is not one of those names.  Returns the manifest.
     """
     from isp_tf.runtime.session import LiteRtSession
     from isp_tf.tiling.tflite_executor import expose_global_stats, pass_models, stats_alignment
@@ -190,6 +222,10 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
             statistics[k] = {"name": st["name"], "input": int(st["given"]), "output": j, "pass": p,
                              "jump": int(st["jump"]), "depth": int(st["depth"]),
                              "shape": inputs[int(st["given"])]["shape"]}
+    manifest_segments, stores = _write_segments(exposed, stats, geometry, path, stem)
+    per_frame_entry = None
+    if per_frame is not None:
+        per_frame_entry = _write_per_frame(per_frame, inputs, path, stem)
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -203,11 +239,98 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
         "statistics": statistics,
         "combine": COMBINE_RULE,
         "plan": PLAN_RULES,
+        "segments": manifest_segments,
+        "stores": stores,
+        "segment_rules": SEGMENT_RULES,
     }
+    if per_frame_entry is not None:
+        manifest["per_frame"] = per_frame_entry
     with atomic_write(path, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
     return manifest
+
+
+def _write_segments(exposed, stats, geometry: Geometry, path: pathlib.Path, stem: str):
+    """Cut the exposed model into segments (:func:`isp_tf.tiling.segments.segment_plan`), write
+    their models beside the manifest; returns the manifest's ``segments`` and ``stores``."""
+    from isp_tf.tiling.segments import segment_plan
+
+    plan = segment_plan(exposed[0] if isinstance(exposed, tuple) else exposed, stats,
+                        lcm(geometry.stride, geometry.size_multiple))
+    segments = []
+    for k, (local, parts) in enumerate(plan.segments):
+        entry = {"local": None, "stats": []}
+        if local is not None:
+            name = f"{stem}_seg{k}.tflite"
+            with atomic_write(path.with_name(name)) as f:
+                f.write(local.model)
+            entry["local"] = local.to_dict(name)
+        for j, part in enumerate(parts):
+            name = None
+            if part.model is not None:
+                name = f"{stem}_seg{k}_stats{j}.tflite"
+                with atomic_write(path.with_name(name)) as f:
+                    f.write(part.model)
+            entry["stats"].append(part.to_dict(name))
+        segments.append(entry)
+    return segments, [s.to_dict() for s in plan.stores]
+
+
+def _write_per_frame(per_frame, inputs, path: pathlib.Path, stem: str) -> dict:
+    """Write a split model's per-frame part; its feeds and the vector its output fills."""
+    from isp_tf.runtime.session import LiteRtSession
+
+    model, original = per_frame
+    vectors = [d for d in inputs if d["role"] == "per_frame"]  # in the tile model's order
+    simple = lambda name: name.split(":")[0].split("serving_default_")[-1]  # noqa: E731
+    fed = [k for k, d in enumerate(vectors) if not any(simple(d["name"]).endswith(n) for n in original)]
+    if len(fed) != 1:
+        raise TilingError(f"cannot tell which per-frame input of the tile model the per-frame part fills "
+                          f"({[d['name'] for d in vectors]} vs the model's own {list(original)})")
+    feeds = []
+    for d in LiteRtSession(model, 1, "builtin").inputs:
+        if len(d["shape"]) == 4:
+            feeds.append(["image", 0])
+            continue
+        match = [k for k, v in enumerate(vectors) if k != fed[0] and simple(v["name"]).endswith(simple(d["name"]))]
+        if len(match) != 1:
+            raise TilingError(f"per-frame part input {d['name']}: no single tile-model input of that name")
+        feeds.append(["vector", match[0]])
+    name = f"{stem}_per_frame.tflite"
+    with atomic_write(path.with_name(name)) as f:
+        f.write(model)
+    return {"model": name, "inputs": feeds, "output_vector": fed[0],
+            "rule": "run once per frame on the whole (unpadded) frame and the per-frame inputs; its single "
+                    "output is per-frame input output_vector of every segment model"}
+
+
+def segment_plan_from_manifest(manifest: dict, folder: pathlib.Path):
+    """``(SegmentPlan, per_frame)`` of a manifest with ``segments`` (model paths under ``folder``);
+    ``per_frame``: ``(model path, feeds)`` of its ``per_frame`` model, or ``None``."""
+    from isp_tf.tiling.segments import LocalPart, SegmentPlan, StatsPart, Store
+
+    folder = pathlib.Path(folder)
+    feeds = lambda items: [(str(kind), int(k)) for kind, k in items]  # noqa: E731
+    segments = []
+    for entry in manifest["segments"]:
+        local = entry.get("local")
+        local = None if local is None else LocalPart(str(folder / local["model"]), feeds(local["inputs"]),
+                                                     [int(o) for o in local["outputs"]], int(local["halo"]))
+        parts = [StatsPart(None if p.get("model") is None else str(folder / p["model"]), feeds(p["inputs"]),
+                           [int(o) for o in p["outputs"]], int(p["min_side"])) for p in entry["stats"]]
+        segments.append((local, parts))
+    stores = [Store.from_dict(d) for d in manifest["stores"]]
+    stats = [dict(st) for st in manifest["statistics"]]
+    vectors = [d["index"] for d in manifest["inputs"] if d["role"] == "per_frame"]
+    image = next(d["index"] for d in manifest["inputs"] if d["role"] == "image")
+    per_frame = None
+    if manifest.get("per_frame"):
+        pf = manifest["per_frame"]
+        per_frame = (str(folder / pf["model"]), feeds(pf["inputs"]), int(pf["output_vector"]))
+    own = [("image", 0) if d["role"] == "image" else ("vector", vectors.index(d["index"]))
+           for d in manifest["inputs"] if d["role"] != "statistic"]
+    return SegmentPlan(segments, stores, stats, vectors, image, own), per_frame
 
 
 def read_manifest(path) -> dict:
@@ -235,10 +358,15 @@ def read_manifest(path) -> dict:
         Geometry.from_dict(manifest["geometry"])
     except (KeyError, TypeError, ValueError) as exc:
         raise TilingError(f"{path}: bad geometry in the tile manifest ({exc})") from None
-    for p in manifest["passes"]:
-        model = path.parent / p["model"]
+    names = [p["model"] for p in manifest["passes"]]
+    for entry in manifest.get("segments", []):
+        names += [part["model"] for part in [entry.get("local")] + entry["stats"] if part and part.get("model")]
+    if manifest.get("per_frame"):
+        names.append(manifest["per_frame"]["model"])
+    for name in names:
+        model = path.parent / name
         if not model.is_file():
-            raise MissingFileError(f"{model}: pass model named by {path} not found")
+            raise MissingFileError(f"{model}: model named by {path} not found")
     for st in manifest["statistics"]:
         st.setdefault("given", st["input"])
     return manifest

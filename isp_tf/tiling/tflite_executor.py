@@ -39,16 +39,17 @@ the first rank-4 one) are fed unchanged to every tile of every pass.
 from __future__ import annotations
 
 import pathlib
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from isp_tf.errors import InputShapeError, IspTfError
-from isp_tf.runtime.session import LiteRtSession, check_runtime
+from isp_tf.runtime.session import LiteRtSession, check_runtime, dequantize, quantize
 from isp_tf.tiling.planner import (Geometry, Tile, TilingError, lcm, largest_box, pad_to_multiple, padded_size,
                                    plan_tiles, round_core)
 
-__all__ = ["TILED_RUNTIMES", "TiledSession", "expose_global_stats", "pass_models", "stats_alignment"]
+__all__ = ["TILED_RUNTIMES", "PassSession", "TiledSession", "expose_global_stats", "pass_models", "stats_alignment"]
 
 _SPATIAL_STRIDE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
 _REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL")
@@ -236,8 +237,10 @@ def _spatial_means(graph):
 # ----------------------------------------------------------------------------
 # running
 # ----------------------------------------------------------------------------
-class TiledSession:
-    """Runs a frame tile by tile, one pruned model per pass (see the module docstring).
+class PassSession:
+    """Runs a frame tile by tile, one pruned model per pass: the version-1 executor, which
+    recomputes the network up to each statistic (kept for manifests without segments;
+    :class:`TiledSession` runs every op once).
 
     Args:
       passes: in pass order, ``{"model": path or bytes, "statistics": [stat index per
@@ -295,7 +298,7 @@ class TiledSession:
 
     @classmethod
     def from_manifest(cls, path, threads: int = 2, runtime: str = "xnnpack", core: Optional[int] = None,
-                      quiet: bool = True) -> "TiledSession":
+                      quiet: bool = True) -> "PassSession":
         """The session a tile manifest (:mod:`isp_tf.tiling.manifest`) describes; ``core``
         overrides the manifest's default core side."""
         from isp_tf.tiling.manifest import read_manifest
@@ -312,7 +315,7 @@ class TiledSession:
 
     @classmethod
     def from_tflite(cls, tflite, geometry: Geometry, core: int, threads: int = 2, runtime: str = "xnnpack",
-                    quiet: bool = True) -> "TiledSession":
+                    quiet: bool = True) -> "PassSession":
         """Rewrite and prune ``tflite`` (path or bytes) in memory and run it tiled."""
         data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, (bytes, bytearray)) else bytes(tflite)
         exposed, stats = expose_global_stats(data)
@@ -442,3 +445,407 @@ class TiledSession:
             raise TilingError(f"an output of {tuple(y.shape[1:3])} for a tile of {tuple(box_hw)}: "
                               "not a whole-number scale of the input")
         return scale
+
+
+# ----------------------------------------------------------------------------
+# the segment executor: every op once per tile, own halo per segment
+# ----------------------------------------------------------------------------
+#: how float tensors kept between segments are stored (integer tensors keep the graph's int8)
+STORAGE_DTYPES = ("float32", "float16")
+
+
+class _Part:
+    """One segment model on an interpreter: raw (already quantised) arrays in and out."""
+
+    def __init__(self, model, threads, runtime, quiet):
+        self.session = LiteRtSession(model, threads, runtime, quiet=quiet)
+        self.interpreter = self.session.interpreter
+        self.inputs = self.session.inputs
+        self.outputs = self.session.outputs
+        self.shapes = None
+
+    def run(self, arrays) -> List[np.ndarray]:
+        shapes = [tuple(a.shape) for a in arrays]
+        it = self.interpreter
+        if shapes != self.shapes:
+            for d, shape in zip(self.inputs, shapes):
+                it.resize_tensor_input(d["index"], list(shape), strict=False)
+            it.allocate_tensors()
+            self.shapes = shapes
+        for d, a in zip(self.inputs, arrays):
+            it.set_tensor(d["index"], a)
+        it.invoke()
+        return [it.get_tensor(d["index"]) for d in self.outputs]
+
+
+def _to_input(detail, array, store=None) -> np.ndarray:
+    """A store's crop (or a value) as model input ``detail`` takes it: raw integers pass as they
+    are, floats are quantised for an integer input, cast for a float one."""
+    dtype = np.dtype(detail["dtype"])
+    if array.dtype == dtype and np.issubdtype(dtype, np.integer):
+        return np.ascontiguousarray(array)
+    if np.issubdtype(array.dtype, np.integer) and store is not None:  # an int store into a float input
+        array = (array.astype(np.float32) - store.zero_point) * store.scale
+    return np.ascontiguousarray(quantize(detail, array))
+
+
+class TiledSession:
+    """Exact tiled execution that runs every op of the network once per tile.
+
+    The graph is cut at its whole-image statistics into segments
+    (:func:`isp_tf.tiling.segments.segment_plan`).  For each segment in turn,
+    every tile's box (its core plus the segment's own halo) goes through the
+    segment's local model, whose output cores are written into frame-sized
+    stores, and every tile's core through its statistics models, whose maps
+    are summed (float64) over the frame: the sums divided by the position
+    counts are the whole-frame means the next segments are given.  Stores are
+    freed after the last segment that reads them.
+
+    Args:
+      plan: a :class:`~isp_tf.tiling.segments.SegmentPlan` (models as bytes or paths).
+      geometry: the model's :class:`~isp_tf.tiling.planner.Geometry` (core step, alignment,
+        output scales, size multiple, min side; its ``halo`` is the largest segment halo).
+      core: core side (input px, rounded up to ``core_step``).
+      threads, runtime: LiteRT threads and runtime (:data:`TILED_RUNTIMES`).
+      storage: ``float32`` (default; the output equals the whole frame to float summation
+        order) or ``float16`` (half the memory of the stores; see the tiling docs for the
+        measured error) for the float tensors kept between segments.  INT8 models keep
+        their int8 tensors as they are (exact).
+      per_frame: optional ``(model, feeds, k)``: a model run once on the whole frame (GenISP's
+        ConvWB/ConvCC, ``ModelSpec.split``) whose output is per-frame vector ``k``; the
+        caller then passes the other vectors only.
+
+    ``run(frame, *vectors)`` returns every image output (float32, the frame's rank);
+    ``session(frame, *vectors)`` the first.  After :meth:`plan`: ``tiles``, ``segments``
+    (= ``passes``: each a single pass over the frame), ``core``, ``tile_input``,
+    ``resizes_per_frame``.
+    """
+
+    def __init__(self, plan, geometry: Geometry, core: int, threads: int = 2, runtime: str = "xnnpack",
+                 quiet: bool = True, storage: str = "float32", per_frame=None, inputs=None):
+        check_runtime(runtime)
+        if runtime not in TILED_RUNTIMES:
+            raise IspTfError(f"tiled mode runs on the interpreter runtimes ({', '.join(TILED_RUNTIMES)}), "
+                             f"not {runtime!r}")
+        if storage not in STORAGE_DTYPES:
+            raise IspTfError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, not {storage!r}")
+        self.segment_plan = plan
+        self.geometry = geometry
+        self.core = round_core(core, geometry.core_step)
+        self.threads, self.runtime, self.quiet, self.storage = int(threads), runtime, quiet, storage
+        self.per_frame = per_frame
+        self.segments = self.passes = len(plan.segments)
+        self.halos = plan.halos
+        self.stats = plan.stats
+        self.inputs = inputs if inputs is not None else self._describe_inputs()
+        self.image_index = next(k for k, d in enumerate(self.inputs) if d.get("role") == "image")
+        self.vector_indices = [k for k, d in enumerate(self.inputs) if d.get("role") == "per_frame"]
+        self._plans: Dict[Tuple[int, int], List[Tile]] = {}
+        self.tile_list: List[Tile] = []
+        self.tiles = 0
+        self.tile_input: Optional[List[int]] = None
+        self.resizes_per_frame = 0
+
+    def _describe_inputs(self) -> List[dict]:
+        """The original model's inputs (image, per-frame vectors), from the first models that take them."""
+        image = self.segment_plan.stores[0]
+        found = {}
+        for local, parts in self.segment_plan.segments:
+            for part in ([local] if local is not None else []) + [p for p in parts if p.model is not None]:
+                details = None
+                for j, (kind, k) in enumerate(part.inputs):
+                    if kind in ("vector",) or (kind == "store" and k == 0):
+                        if details is None:
+                            details = LiteRtSession(part.model, 1, "builtin", quiet=True).inputs
+                        key = ("image", 0) if kind == "store" else ("vector", k)
+                        found.setdefault(key, dict(details[j]))
+        image_detail = {"name": image.name, "dtype": np.dtype(image.dtype),
+                        "shape": np.array([1, 1, 1, image.channels]), "quantization": (image.scale, image.zero_point)}
+        order = self.segment_plan.own_inputs or [("image", 0)] + [
+            ("vector", k) for k in range(len(self.segment_plan.vector_inputs))]
+        out = []
+        for key in order:
+            if key == ("image", 0):
+                out.append(dict(found.get(key, image_detail), role="image"))
+            elif key in found:
+                out.append(dict(found[key], role="per_frame", vector=key[1]))
+            else:
+                raise TilingError(f"per-frame input {key[1]} is read by no segment")
+        return out
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def from_tflite(cls, tflite, geometry: Geometry, core: int, threads: int = 2, runtime: str = "xnnpack",
+                    quiet: bool = True, storage: str = "float32") -> "TiledSession":
+        """Cut ``tflite`` (path or bytes) into segments in memory and run it tiled."""
+        from isp_tf.tiling.segments import segment_plan
+
+        data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, (bytes, bytearray)) else bytes(tflite)
+        exposed, stats = expose_global_stats(data)
+        plan = segment_plan(exposed, stats, lcm(geometry.stride, geometry.size_multiple))
+        return cls(plan, _segment_geometry(geometry, plan), core, threads, runtime, quiet, storage)
+
+    @classmethod
+    def from_manifest(cls, path, threads: int = 2, runtime: str = "xnnpack", core: Optional[int] = None,
+                      quiet: bool = True, storage: str = "float32"):
+        """The session a tile manifest (:mod:`isp_tf.tiling.manifest`) describes: this executor
+        when the manifest has ``segments``, else the pass executor (:class:`PassSession`).
+        ``core`` overrides the manifest's default core side."""
+        from isp_tf.tiling.manifest import read_manifest, segment_plan_from_manifest
+
+        manifest = read_manifest(path)
+        if "segments" not in manifest:
+            return PassSession.from_manifest(path, threads, runtime, core, quiet)
+        if manifest.get("resizable") is False:
+            raise TilingError(f"{path}: the segment models cannot be resized to other tile shapes "
+                              "(their graph holds size constants); export with free sizes to tile")
+        plan, per_frame = segment_plan_from_manifest(manifest, pathlib.Path(path).resolve().parent)
+        geometry = _segment_geometry(Geometry.from_dict(manifest["geometry"]), plan)
+        return cls(plan, geometry, int(core if core is not None else manifest["core"]), threads, runtime, quiet,
+                   storage, per_frame=per_frame)
+
+    # -- the plan --------------------------------------------------------------
+    def plan(self, height: int, width: int) -> List[Tile]:
+        """The tiles of an (unpadded) ``height`` x ``width`` frame (sets ``tiles``, ``tile_input``)."""
+        side = self.geometry.min_side
+        if min(height, width) < side:
+            raise InputShapeError(f"input of {height}x{width} px is smaller than one tile of this model "
+                                  f"({side}x{side} input px)")
+        h, w = padded_size(height, width, self.geometry.size_multiple)
+        if (h, w) not in self._plans:
+            self._plans[(h, w)] = plan_tiles(h, w, self.core, self.geometry)
+        self.tile_list = self._plans[(h, w)]
+        self.tiles = len(self.tile_list)
+        self.frame_hw = (h, w)
+        boxes = [self._box(t, halo) for t in self.tile_list for halo in self.halos]
+        self.tile_input = [max(b[2] - b[0] for b in boxes), max(b[3] - b[1] for b in boxes)]
+        return self.tile_list
+
+    def _box(self, tile: Tile, halo: int):
+        h, w = self.frame_hw
+        cy0, cx0, cy1, cx1 = tile.core
+        return max(0, cy0 - halo), max(0, cx0 - halo), min(h, cy1 + halo), min(w, cx1 + halo)
+
+    def calls(self, height: int, width: int) -> List[Tuple[object, List[List[Tuple[int, ...]]]]]:
+        """Per model, ``(model, [input shapes of each call])``: what one frame runs (MAC counts)."""
+        tiles = self.plan(height, width)
+        stores = self.segment_plan.stores
+        out = []
+        for seg, (local, parts) in enumerate(self.segment_plan.segments):
+            if local is not None:
+                shapes = [self._feed_shapes(local.inputs, self._box(t, local.halo)) for t in tiles]
+                out.append((local.model, shapes))
+            for part in parts:
+                if part.model is None:
+                    continue
+                shapes = [self._feed_shapes(part.inputs, t.core) for t in tiles if self._counts(t, part)]
+                out.append((part.model, shapes))
+        del stores
+        return out
+
+    def _feed_shapes(self, feeds, box):
+        shapes = []
+        for kind, k in feeds:
+            if kind == "store":
+                s = self.segment_plan.stores[k]
+                y0, x0, y1, x1 = (int(v / s.jump) for v in box)
+                shapes.append((1, y1 - y0, x1 - x0, s.channels))
+            elif kind == "vector":
+                shapes.append(tuple(int(d) for d in self.inputs[self.vector_indices[k]]["shape"]))
+            else:
+                shapes.append(tuple(int(d) for d in self.stats[k]["shape"]))
+        return shapes
+
+    @staticmethod
+    def _counts(tile: Tile, part) -> bool:
+        cy0, cx0, cy1, cx1 = tile.core
+        return min(cy1 - cy0, cx1 - cx0) >= part.min_side
+
+    # -- running ---------------------------------------------------------------
+    def _vectors(self, vectors) -> List[np.ndarray]:
+        want_n = len(self.vector_indices) - (1 if self.per_frame is not None else 0)
+        if len(vectors) != want_n:
+            raise InputShapeError(f"this model takes {want_n} per-frame input(s) beside the image, "
+                                  f"got {len(vectors)}")
+        out = [None] * len(self.vector_indices)
+        given_by_user = [k for k in self.vector_indices
+                         if self.per_frame is None or int(self.inputs[k]["vector"]) != self.per_frame[2]]
+        for k, v in zip(given_by_user, vectors):
+            want = tuple(int(d) for d in self.inputs[k]["shape"])
+            v = np.asarray(v, np.float32)
+            if v.shape == want[1:]:
+                v = v[np.newaxis]
+            if v.shape != want:
+                raise InputShapeError(f"per-frame input {self.inputs[k]['name']}: expected shape {want}, "
+                                      f"got {v.shape}")
+            out[int(self.inputs[k]["vector"])] = v
+        return out
+
+    def _store_dtype(self, store):
+        if store.output is not None:
+            return np.float32
+        if store.dtype in ("int8", "uint8", "int16"):
+            return np.dtype(store.dtype)
+        return np.dtype(self.storage)
+
+    def run(self, frame: np.ndarray, *vectors) -> List[np.ndarray]:
+        """Every image output for ``frame`` (and the per-frame inputs), float32."""
+        frame = np.asarray(frame, np.float32)
+        squeeze = frame.ndim == 3
+        if squeeze:
+            frame = frame[np.newaxis]
+        channels = int(self.inputs[self.image_index]["shape"][-1])
+        if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[-1] != channels:
+            raise InputShapeError(f"expected a (1, h, w, {channels}) frame, got shape {frame.shape}")
+        height, width = frame.shape[1:3]
+        fixed = self._vectors(vectors)
+        if self.per_frame is not None:  # once, on the whole (unpadded) frame
+            model, feeds, target = self.per_frame
+            part = _Part(model, self.threads, self.runtime, self.quiet)
+            arrays = [frame if kind == "image" else fixed[k] for kind, k in feeds]
+            (value,) = part.run([_to_input(d, a) for d, a in zip(part.inputs, arrays)])
+            k = next(k for k in self.vector_indices if int(self.inputs[k]["vector"]) == target)
+            fixed[target] = dequantize(part.outputs[0], value).reshape([int(d) for d in self.inputs[k]["shape"]])
+            del part
+        tiles = self.plan(height, width)
+        h, w = self.frame_hw
+        padded = pad_to_multiple(frame[0], self.geometry.size_multiple)[np.newaxis]
+        plan = self.segment_plan
+        rows = sorted({(t.core[0], t.core[2]) for t in tiles})
+        data: Dict[int, object] = {0: padded}  # store id -> full array (frame, outputs) or _Bands
+        given: Dict[int, np.ndarray] = {}
+        self.resizes_per_frame = 0
+
+        def crop(sid, box):
+            s = plan.stores[sid]
+            y0, x0, y1, x1 = (int(v / s.jump) for v in box)
+            store = data[sid]
+            return store.read(y0, x0, y1, x1) if isinstance(store, _Bands) else store[:, y0:y1, x0:x1]
+
+        def value(feed, box, detail):
+            kind, k = feed
+            if kind == "store":
+                return _to_input(detail, crop(k, box), plan.stores[k])
+            if kind == "vector":
+                return _to_input(detail, fixed[k])
+            return _to_input(detail, given[k])
+
+        self.segment_seconds = []
+        for seg, (local, parts) in enumerate(plan.segments):
+            started = time.perf_counter()
+            sums = {k: 0.0 for part in parts for k in part.outputs}
+            counts = {k: 0 for k in sums}
+            lp = _Part(local.model, self.threads, self.runtime, self.quiet) if local is not None else None
+            sps = [_Part(p.model, self.threads, self.runtime, self.quiet) if p.model is not None else None
+                   for p in parts]
+            halo = local.halo if local is not None else 0
+            for r, (ry0, ry1) in enumerate(rows):  # row by row: the stores read for the last time shrink
+                row = sorted((t for t in tiles if t.core[0] == ry0),
+                             key=lambda t: (lambda b: (b[3] - b[1], b[1]))(self._box(t, halo)))
+                for tile in row:
+                    if lp is not None:
+                        box = self._box(tile, halo)
+                        arrays = [value(f, box, d) for f, d in zip(local.inputs, lp.inputs)]
+                        if lp.shapes != [a.shape for a in arrays]:
+                            self.resizes_per_frame += 1
+                        results = lp.run(arrays)
+                        for sid, y, d in zip(local.outputs, results, lp.outputs):
+                            st = plan.stores[sid]
+                            if sid not in data:
+                                dtype = self._store_dtype(st)
+                                data[sid] = (np.empty((1, int(h / st.jump), int(w / st.jump), y.shape[-1]), dtype)
+                                             if st.output is not None else
+                                             _Bands(rows, st.jump, int(w / st.jump), int(y.shape[-1]), dtype))
+                            by0, bx0 = (int(v / st.jump) for v in box[:2])
+                            cy0, cx0, cy1, cx1 = (int(v / st.jump) for v in tile.core)
+                            part = y[:, cy0 - by0:cy1 - by0, cx0 - bx0:cx1 - bx0]
+                            store = data[sid]
+                            target = store.band(r, cx0, cx1) if isinstance(store, _Bands) else \
+                                store[:, cy0:cy1, cx0:cx1]
+                            if np.issubdtype(target.dtype, np.integer):
+                                target[...] = part
+                            else:
+                                target[...] = dequantize(d, part)
+                    for spec, sp in zip(parts, sps):
+                        if not self._counts(tile, spec):
+                            continue
+                        if sp is None:  # the map is a stored tensor itself
+                            (kind, sid), = spec.inputs
+                            st = plan.stores[sid]
+                            m = crop(sid, tile.core)
+                            m = (m.astype(np.float64) - st.zero_point) * st.scale if st.scale else m
+                            maps = [m]
+                        else:
+                            arrays = [value(f, tile.core, d) for f, d in zip(spec.inputs, sp.inputs)]
+                            maps = [dequantize(d, y) for y, d in zip(sp.run(arrays), sp.outputs)]
+                        for k, m in zip(spec.outputs, maps):
+                            sums[k] = sums[k] + m.sum(axis=(0, 1, 2), dtype=np.float64)
+                            counts[k] += m.shape[1] * m.shape[2]
+                # rows no later tile of this segment reads: free them in stores read for the last time
+                if r + 1 < len(rows):
+                    keep_from = rows[r + 1][0] - halo
+                    for sid, store in data.items():
+                        if isinstance(store, _Bands) and plan.stores[sid].last <= seg:
+                            store.free_before(keep_from)
+            del lp, sps  # free this segment's interpreters before the next ones are opened
+            for k in sums:
+                if counts[k] == 0:
+                    raise InputShapeError(f"{self.stats[k]['name']}: the frame is smaller than one pooling window")
+                shape = [int(d) for d in self.stats[k]["shape"]]
+                given[k] = (sums[k] / counts[k]).astype(np.float32).reshape(shape)
+            for sid in [sid for sid in data if sid and plan.stores[sid].last <= seg
+                        and plan.stores[sid].output is None]:
+                del data[sid]
+            self.segment_seconds.append(round(time.perf_counter() - started, 4))
+        outputs = sorted((s.output, sid) for sid, s in enumerate(plan.stores) if s.output is not None)
+        outs = [data[sid][:, :int(height / plan.stores[sid].jump), :int(width / plan.stores[sid].jump)]
+                for _, sid in outputs]
+        return [o[0] for o in outs] if squeeze else outs
+
+    def __call__(self, frame: np.ndarray, *vectors) -> np.ndarray:
+        """The first image output only."""
+        return self.run(frame, *vectors)[0]
+
+
+class _Bands:
+    """A frame-sized store kept as one band of rows per row of tiles, so the bands no later tile
+    reads can be freed while a segment runs (the stores read for the last time shrink as the
+    ones written grow: about one set of stores at a time, not two)."""
+
+    def __init__(self, rows, jump, width: int, channels: int, dtype):
+        self.edges = [(int(a / jump), int(b / jump)) for a, b in rows]  # store rows of each band
+        self.jump = jump
+        self.shape = (width, channels)
+        self.dtype = dtype
+        self.bands: Dict[int, np.ndarray] = {}
+
+    def band(self, r: int, x0: int, x1: int) -> np.ndarray:
+        """The view of band ``r``, columns ``[x0, x1)`` (allocated on first use)."""
+        if r not in self.bands:
+            y0, y1 = self.edges[r]
+            self.bands[r] = np.empty((1, y1 - y0, self.shape[0], self.shape[1]), self.dtype)
+        return self.bands[r][:, :, x0:x1]
+
+    def read(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        parts = []
+        for r, (b0, b1) in enumerate(self.edges):
+            if b1 <= y0 or b0 >= y1:
+                continue
+            if r not in self.bands:
+                raise TilingError(f"rows {b0}-{b1} of a store were read after being freed (or before written)")
+            parts.append(self.bands[r][:, max(y0, b0) - b0:min(y1, b1) - b0, x0:x1])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def free_before(self, y_input_px: int) -> None:
+        """Drop the bands that end at or above input row ``y_input_px``."""
+        limit = int(y_input_px / self.jump)
+        for r, (_, b1) in enumerate(self.edges):
+            if b1 <= limit:
+                self.bands.pop(r, None)
+
+
+def _segment_geometry(geometry: Geometry, plan) -> Geometry:
+    """``geometry`` with the largest segment halo (what a tile's box may reach)."""
+    import dataclasses
+
+    return dataclasses.replace(geometry, halo=max(plan.halos + [0]))

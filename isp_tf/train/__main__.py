@@ -223,6 +223,14 @@ def _settings_from_args(args, parser, options=()):
                 f"which are not in {previous}: train --stage {before.name} with the same --out "
                 f"first, or pass --init-from")
         init_from = str(previous)
+    if args.init_from:  # a missing, damaged or foreign weights file fails now, before run.json is written
+        from isp_tf.errors import WeightsMismatchError
+        from isp_tf.models.weights import find_weights, read_header
+
+        stored, _ = read_header(find_weights(args.init_from))
+        if stored is not None and stored != spec.name:
+            raise WeightsMismatchError(f"--init-from {args.init_from} holds weights of model {stored!r}, "
+                                       f"not of {spec.name!r}")
     if "vgg" in recipe.loss:  # fail now, not after the model is built
         from isp_tf.losses.vgg import find_vgg_weights
 

@@ -144,11 +144,14 @@ def recipe_path(model: str) -> pathlib.Path:
 def read_recipe_file(path) -> Dict[str, Any]:
     path = pathlib.Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise RecipeError(f"recipe file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecipeError(f"recipe file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe file {path} must hold a JSON object, not a {type(data).__name__}")
+    return data
 
 
 def resolve_recipe(model: str, *, stage=None, path=None,
@@ -190,7 +193,12 @@ def resolve_recipe(model: str, *, stage=None, path=None,
             data.setdefault("optimizer", {})["learning_rate"] = value
         else:
             data[key] = value
-    return Recipe.from_dict(data)
+    try:
+        return Recipe.from_dict(data)
+    except RecipeError as exc:
+        if path is None:
+            raise
+        raise RecipeError(f"recipe file {path}: {exc}") from None
 
 
 def qat_recipe(recipe: Recipe, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:

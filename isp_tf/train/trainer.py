@@ -8,8 +8,18 @@ endless, seeded ``tf.data`` pipeline (stateless crops and augmentation, see
 and iteration count, which also drives the learning-rate schedule), the step
 and the epoch, so a run killed at any moment and restarted with ``--resume``
 continues from the last checkpoint and ends with the same weights as a run
-that was never interrupted.  ``Model.fit`` restarts epochs from their first
-batch, which would break this for a kill in mid-epoch.
+that was never interrupted (bit for bit on CPU; ``--deterministic`` on GPU).
+``Model.fit`` restarts epochs from their first batch, which would break this
+for a kill in mid-epoch.  Nothing else carries state across steps: the model
+draws no random numbers in training, the crops and flips are stateless
+functions of ``(seed, step)``, and the learning rate is a function of the
+optimizer's restored iteration count.
+
+Ctrl-C (SIGINT) does not interrupt a step halfway: the first one lets the
+current step finish, writes a checkpoint of that step and ends the run with
+``KeyboardInterrupt`` (exit 130 through :mod:`isp_tf.cli`); ``--resume``
+continues from it.  A second Ctrl-C stops at once (the last periodic
+checkpoint stays).
 
 Epochs are chunks of ``steps_per_epoch`` steps of that stream; after each
 one the model is validated (PSNR, SSIM) and a checkpoint is written.
@@ -25,10 +35,13 @@ TensorFlow multi-worker guide prescribes).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
 import shutil
+import signal
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -334,10 +347,14 @@ def image_loss(recipe: Recipe, vgg=None):
 
 
 def _data_kwargs(settings: RunSettings) -> Dict[str, Any]:
-    """What the data pipeline needs from the model's contract: the kind of its image input."""
+    """What the data pipeline needs from the model's contract: the kind of its image input
+    (and, for a spec with its own ``dataset`` and ``options``, the options: ParamISP's ``--camera``)."""
     from isp_tf.models import get_spec
 
-    return {"input_kind": get_spec(settings.model).input_kind}
+    spec = get_spec(settings.model)
+    if spec.dataset is not None and spec.options:
+        return {"input_kind": spec.input_kind, "options": dict(settings.options)}
+    return {"input_kind": spec.input_kind}
 
 
 def _datasets(settings: RunSettings, dataset_fn, start_step: int):
@@ -476,6 +493,30 @@ def _save_final(settings: RunSettings, model, run_dir: pathlib.Path) -> pathlib.
     return path
 
 
+class _Interrupt:
+    """SIGINT as a flag read between steps (see the module docstring); a second Ctrl-C raises at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next Ctrl-C is immediate
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Catch SIGINT while the loop runs (main thread, default handler only; else a no-op)."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield self
+            return
+        signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False,
           callbacks: Sequence[Callback] = (), verbose: int = 1, time_limit: Optional[float] = None,
           dataset_fn: Optional[Callable[..., Any]] = None) -> TrainResult:
@@ -559,7 +600,23 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
         logs_out.samples(0, *sample)
         say("before training: " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()))
     stopped = False
-    try:
+    interrupt = _Interrupt()
+
+    def stop_if_interrupted():
+        """After a Ctrl-C: checkpoint the last finished step and stop (exit 130 through the CLI)."""
+        if not interrupt.requested:
+            return
+        state.epoch.assign(step // steps_per_epoch)
+        latest_saved = state.manager.latest_checkpoint
+        if latest_saved is None or not latest_saved.endswith(f"-{step}"):
+            state.manager.save(checkpoint_number=step)
+        logs_out.history(history)
+        say(f"\ninterrupted: checkpoint of step {step} of {total} written to {ckpt_dir}")
+        raise KeyboardInterrupt
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(interrupt.installed())
+        stack.callback(logs_out.flush)
         for epoch in range(first_epoch, recipe.epochs):
             say(f"Epoch {epoch + 1}/{recipe.epochs}")
             bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if (verbose and is_chief) else 0,
@@ -569,6 +626,7 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
             t0 = time.time()
             sums, n = {}, 0
             while step < (epoch + 1) * steps_per_epoch:
+                stop_if_interrupted()
                 logs = {k: float(v) for k, v in train_step(iterator).items()}
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -609,8 +667,7 @@ def train(settings: RunSettings, run_dir, *, strategy=None, resume: bool = False
                 logs_out.history(history)
                 say(f"time limit reached: stopped at step {step} of {total} (continue with --resume)")
                 break
-    finally:
-        logs_out.flush()
+            stop_if_interrupted()
 
     weights_path = None
     if is_chief:

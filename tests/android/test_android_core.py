@@ -176,7 +176,7 @@ def test_tiled_executor_matches_whole_frame(run_core, server_command, microisp_e
     err_python = float(np.abs(got - python_tiled).max())
     print(f"\nfp32: kotlin tiled vs keras whole frame {err:.3g}, vs python TiledSession {err_python:.3g}; "
           f"output std {whole.std():.3f}; {timing}")
-    assert whole.std() > 0.05 and err <= TOL and err_python <= TOL
+    assert whole.std() > 0.05 and err <= 1e-5 and err_python <= TOL  # err: the README's 3.9e-6
 
 
 def test_tiled_executor_int8_matches_python(run_core, server_command, microisp_int8, tmp_path):

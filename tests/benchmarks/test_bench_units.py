@@ -191,3 +191,32 @@ def test_model_choices_take_presets_variants_and_directions_from_the_spec():
     assert inverse.spec_direction.image_input.kind == "srgb" and inverse.spec_direction.output_scale == 1
     with pytest.raises(IspTfError, match="unknown option"):
         parse_models("microisp:inverse")
+
+
+def test_report_says_segments_exact_not_compared_and_predicted():
+    seg = dict(RECORDS[2], tiles=30, segments=5, passes=5, tile=324, mac_ratio_vs_whole=1.04,
+               max_abs_diff_vs_whole=2e-6)
+    alone = dict(seg, max_abs_diff_vs_whole=None)
+    slow = {"model": "pynet", "precision": "fp32", "resolution": [4896, 6528], "mode": "whole",
+            "runtime": "xnnpack", "status": "not_run", "kind": "model",
+            "message": "not run: a smaller run of this configuration predicts 95.2 s, over --max-seconds 60 "
+                       "(measured 31.10 s at 12.0 MP, scaled by pixels)"}
+    text = report.markdown({"records": [seg, alone, slow]})
+    assert "tiled 324 (30 tiles x 5 segments)" in text and "max abs 2.0e-06" in text
+    assert "not compared" in text and "exact" not in text
+    assert "not run (predicted 95.2 s > 60 s)" in text and "| 1.04 |" in text
+
+
+def test_harness_predicts_time_from_a_smaller_frame():
+    from types import SimpleNamespace
+
+    from benchmarks.run import Harness, _not_run_status
+
+    harness = Harness.__new__(Harness)
+    harness.args = SimpleNamespace(max_seconds=10.0)
+    harness.seconds_per_px, harness.bytes_per_px, harness.limit_mb = {}, {}, 1e9
+    harness.learn(("m",), (1000, 1000), {"status": "ok", "median_s": 2.0})
+    assert harness.predicted_oom(("m",), (2000, 2000)) is None  # 8 s
+    why = harness.predicted_oom(("m",), (3000, 4000))  # 24 s
+    assert "predicts 24.0 s, over --max-seconds 10 (measured 2.00 s at 1.0 MP" in why
+    assert _not_run_status(why) == "not_run"

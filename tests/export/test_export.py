@@ -3,8 +3,9 @@
 Sizes are tiny (MicroISP 160x160 output: its attention needs 79 packed pixels;
 PyNET small 32x32) so the whole file runs in about a minute.  Floors asserted
 (measured on the Canon DNG sample with the official MicroISP weights): FP32
-max abs error <= 1e-4, FP16 PSNR >= 60 dB (measured 75 dB), post-training INT8
-PSNR >= 30 dB (measured 36 dB).
+max abs error <= 1e-4, FP16 PSNR >= 72.5 dB (measured 72.8 dB), post-training INT8
+PSNR >= 32 dB (measured 33.0-33.3 dB: the calibration crops, hence the figure,
+depend on TensorFlow's global seed state, i.e. on the tests that ran before).
 """
 import json
 import os
@@ -88,7 +89,7 @@ def test_microisp_fp16(micro_exports):
     assert r.report.ok, r.report.format_table()
     assert "DEQUANTIZE" in r.report.ops_used()  # fp16 weights, folded by the delegate
     assert r.metadata["io"] == "float32"
-    assert r.metadata["parity"]["psnr_db"] >= 60.0
+    assert r.metadata["parity"]["psnr_db"] >= 72.5
 
 
 def test_microisp_int8(micro_exports):
@@ -99,7 +100,7 @@ def test_microisp_int8(micro_exports):
     inp = r.metadata["input"]
     assert inp["dtype"] == "int8" and r.metadata["outputs"][0]["dtype"] == "int8"
     assert inp["scale"] == pytest.approx(1 / 255, rel=0.05)  # calibrated on [0, 1] inputs
-    assert r.metadata["parity"]["psnr_db"] >= 30.0
+    assert r.metadata["parity"]["psnr_db"] >= 32.0
     assert r.metadata["calibration"] == "synthetic:8"
 
 

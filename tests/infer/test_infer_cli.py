@@ -13,9 +13,6 @@ from isp_tf.models import create_model
 from isp_tf.models.weights import save_weights
 from isp_tf.raw import apply_orientation, pack_bayer, read_raw, write_dng
 
-SMALL = {"width": 4, "depth": 4}
-
-
 def _dng(path, rows, cols, orientation=1, seed=0):
     rng = np.random.default_rng(seed)
     bayer = rng.integers(64, 4096, (rows, cols)).astype(np.uint16)
@@ -43,19 +40,15 @@ def reuse_renderers():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, microisp_small):
     root = tmp_path_factory.mktemp("infer")
-    model = create_model("microisp", **SMALL)
-    rng = np.random.default_rng(0)
-    for w in model.weights:  # large enough that the attention matters
-        w.assign(rng.normal(0.0, 0.3, w.shape).astype(np.float32))
-    save_weights(model, root / "microisp.weights.h5", "microisp", SMALL)
+    model, weights = microisp_small
     pynet = create_model("pynet", small=True)
     save_weights(pynet, root / "pynet.weights.h5", "pynet", {"width": 0.0625})
     corrupt = root / "corrupt.dng"
     corrupt.write_bytes(_dng(root / "whole.dng", 200, 300).read_bytes()[:3000])
     return {
-        "root": root, "model": model, "weights": root / "microisp.weights.h5",
+        "root": root, "model": model, "weights": weights,
         "pynet_weights": root / "pynet.weights.h5",
         # 200 x 300 GRBG: packed 100 x 149 (one column dropped), rotated 90 degrees to view
         "dng": _dng(root / "photo.dng", 200, 300, orientation=6),

@@ -72,7 +72,7 @@ def test_published_model_is_invertible(invisp_trained_like):
     model = invisp_trained_like(create_model("invisp"), seed=2)
     x = np.random.default_rng(1).random((1, 48, 64, 3), dtype=np.float32)
     assert _max_abs(create_model("invisp", direction="inverse").count_params(), 1_413_856) == 0
-    assert _max_abs(derive_direction(SPEC, model, "inverse")(model(x)), x) < 1e-5
+    assert _max_abs(derive_direction(SPEC, model, "inverse")(model(x)), x) < 2e-6  # measured 1.5e-6 (README)
 
 
 def test_log_det(small):

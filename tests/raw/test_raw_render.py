@@ -35,7 +35,7 @@ def test_colour_chart_dng_matches_libraw(raw_samples):
     assert ours.shape == ref.shape == (1156, 1734, 3)
     assert ours.dtype == np.float32 and ours.min() >= 0 and ours.max() <= 1
     assert np.abs(ours - ref).mean() < 1e-3
-    assert psnr(ours, ref) > 60
+    assert psnr(ours, ref) > 75.5  # the README's 75.6 dB (isp_tf.figures: raw.classical_vs_libraw)
     assert np.abs(ours - ref)[1:-1, 1:-1].max() < 2e-3
 
 
@@ -47,7 +47,7 @@ def test_crw_matches_libraw_with_daylight_balance(raw_samples):
     ours = render_classical(raw)
     ref = libraw_render(raw_samples["crw"])  # default: daylight multipliers
     assert np.abs(ours - ref).mean() < 1e-3
-    assert psnr(ours, ref) > 60
+    assert psnr(ours, ref) > 71.5  # measured 71.9 dB
 
 
 def _grey_raw(pattern, level):

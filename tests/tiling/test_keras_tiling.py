@@ -178,8 +178,16 @@ def test_toy_halo_and_statistics_are_both_needed(toy, frame):
     assert np.abs(naive - whole).max() > 0.05  # per-tile statistics change the picture
     thin = toy.footprint.__class__(**{**toy.footprint.__dict__, "halo": 4})
     short = TiledRunner.__new__(TiledRunner)
-    short.__dict__.update(toy.__dict__, footprint=thin)
-    assert np.abs(short(frame, tile=36) - whole).max() > 0.05  # too small a halo is wrong
+    short.__dict__.update(toy.__dict__, footprint=thin, use_segments=False)
+    assert np.abs(short(frame, tile=36) - whole).max() > 0.05  # too small a halo is wrong (passes)
+    import dataclasses
+
+    plan = toy.segments  # the segment executor: each segment's own halo, 4 px short
+    thin_plan = dataclasses.replace(plan, segments=[dataclasses.replace(s, halo=max(0, s.halo - 4))
+                                                    for s in plan.segments])
+    short = TiledRunner.__new__(TiledRunner)
+    short.__dict__.update(toy.__dict__, _segments=thin_plan)
+    assert plan.halos == [4, 4, 4, 8] and np.abs(short(frame, tile=36) - whole).max() > 0.05
 
 
 def test_microisp_tiled_equals_whole(microisp):

@@ -99,7 +99,7 @@ def test_geometry_round_trip_and_padding():
 
 def test_the_litert_side_imports_no_tensorflow():
     code = ("import sys; import isp_tf.tiling, isp_tf.tiling.planner, isp_tf.tiling.tflite_executor, "
-            "isp_tf.tiling.manifest, isp_tf.runtime; isp_tf.tiling.TiledSession; "
+            "isp_tf.tiling.manifest, isp_tf.tiling.segments, isp_tf.runtime; isp_tf.tiling.TiledSession; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

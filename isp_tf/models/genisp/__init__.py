@@ -34,6 +34,7 @@ import pathlib
 from isp_tf.models.genisp.model import (DETECTOR_OPTIONS, ApplyMatrix, AverageGreens, ThumbnailResize,
                                         build_genisp, genisp_dataset, genisp_objective_factory,
                                         genisp_validation, split_genisp)
+from isp_tf.data.layouts import cam_to_xyz_vector
 from isp_tf.models.registry import Direction, ModelSpec, Port
 
 __all__ = ["AverageGreens", "ApplyMatrix", "SPEC", "ThumbnailResize", "build_genisp", "split_genisp"]
@@ -45,7 +46,8 @@ PACKED_BAYER = Port(
 CAM_TO_XYZ = Port(
     "cam_to_xyz", "vector", 9, value_range=(-4.0, 4.0),
     normalise="row-major 3x3 white-balanced camera RGB -> CIE XYZ (D65): the inverse of the file's "
-              "XYZ -> camera ColorMatrix (isp_tf.raw.RawImage.cam_to_xyz), one per frame")
+              "XYZ -> camera ColorMatrix (isp_tf.raw.RawImage.cam_to_xyz), one per frame",
+    from_raw=cam_to_xyz_vector)  # what RAW-NOD training yields as cam_to_xyz
 IMAGE = Port("rgb", "srgb", 3, value_range=(0.0, 1.0),
              normalise="the detector's input image, sRGB-like, not clipped (clip to [0, 1] for display)")
 

@@ -225,6 +225,11 @@ def _options():
                help="the detector's backbone"),
         Option("detector_classes", default=3, type=int,
                help="the detector's classes (RAW-NOD: person, bicycle, car)"),
+        Option("recompute", default="on", choices=("on", "off"),
+               help="'on' (default): each image of a batch runs GenISP and the detector on its own and "
+                    "its activations are recomputed in the backward pass (tf.recompute_grad), so memory "
+                    "is that of one image whatever the batch (the paper's batch of 8 at 800 x 1333 fits "
+                    "in a few GB) for ~1.3x the compute; 'off': the whole batch's activations are kept"),
     )
 
 
@@ -273,21 +278,78 @@ def build_frozen_detector(weights, backbone: str = "resnet50", num_classes: int 
     return freeze(detector)
 
 
-def detection_objective(detector, loss=None):
+def detection_objective(detector, loss=None, recompute: bool = False):
     """``objective(model, x, y, image_loss) -> (terms, prediction)`` through the frozen ``detector``.
 
     ``terms``: ``classification`` (alpha-balanced focal loss) and ``box``
     (smooth-L1), each the batch's value normalised by its positive anchors
     (:class:`~isp_tf.losses.detection.RetinaNetLoss`), repeated per example
     so the trainer's average over the global batch gives it back.
+
+    ``recompute``: in training, run GenISP and the detector image by image,
+    each a :func:`tf.custom_gradient` step that keeps only its input and
+    outputs and recomputes its activations in the backward pass, and score the
+    concatenated detector outputs as one batch: the same loss and gradients
+    (GenISP is per-image: instance norm, per-image WB/CC; the detector is
+    frozen in inference mode) with the activation memory of one image: each
+    image's input takes a zero-weighted term of the previous image's output,
+    so the graph runs them one after the other in the forward pass and their
+    recomputations in reverse order in the backward pass (without it the
+    executor runs them side by side and memory is the batch's again).  A
+    batch of unknown static size runs as one batch.
     """
     from isp_tf.losses.detection import RetinaNetLoss
 
     loss = loss or RetinaNetLoss()
 
-    def objective(model, x, y, image_loss=None, training=True):
+    def forward(model, x, training):
         rgb = model(x, training=training)
-        terms = loss.terms(y, detector(rgb, training=False), image_shape=tf.shape(rgb)[1:3])
+        out = detector(rgb, training=False)
+        return rgb, out["classification"], out["regression"]
+
+    def recomputed(model, training):
+        """``forward`` of one image whose activations are dropped and recomputed in the backward
+        pass -- only once the gradient of its outputs exists (a control dependency), so the
+        executor cannot recompute every image of the batch at once (as ``tf.recompute_grad``
+        lets it: its recomputation depends on the inputs alone)."""
+
+        @tf.custom_gradient
+        def step(p, m):
+            outputs = forward(model, (p, m), training)
+
+            def grad(*dys, variables=None):
+                with tf.control_dependencies(dys):
+                    p2, m2 = tf.identity(p), tf.identity(m)
+                with tf.GradientTape() as tape:
+                    tape.watch([p2, m2])
+                    again = forward(model, (p2, m2), training)
+                grads = tape.gradient(again, [p2, m2] + list(variables or []), output_gradients=list(dys),
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return grads[:2], grads[2:]
+
+            return outputs, grad
+
+        return step
+
+    def per_image(model, x, training):
+        packed, matrix = x
+        step = recomputed(model, training)
+        parts, previous = [], None
+        for i in range(packed.shape[0]):
+            p = packed[i:i + 1]
+            if previous is not None:  # image i waits for image i - 1 (forward); the backward pass
+                p = p + 0.0 * previous  # reaches image i - 1 only through image i: one at a time
+            parts.append(step(p, matrix[i:i + 1]))
+            previous = tf.reduce_sum(parts[-1][1][:, :1, :1])
+        return [tf.concat([part[k] for part in parts], axis=0) for k in range(3)]
+
+    def objective(model, x, y, image_loss=None, training=True):
+        if recompute and training and isinstance(x, (tuple, list)) and x[0].shape[0]:
+            rgb, classification, regression = per_image(model, x, training)
+        else:
+            rgb, classification, regression = forward(model, x, training)
+        terms = loss.terms(y, {"classification": classification, "regression": regression},
+                           image_shape=tf.shape(rgb)[1:3])
         batch = tf.shape(rgb)[:1]
         return {k: tf.fill(batch, terms[k]) for k in ("classification", "box")}, rgb
 
@@ -298,7 +360,7 @@ def genisp_objective_factory(options):
     """``ModelSpec.objective_factory``: the detection objective of ``--detector-weights``."""
     detector = build_frozen_detector(options["detector_weights"], options.get("detector_backbone", "resnet50"),
                                      options.get("detector_classes", 3))
-    return detection_objective(detector)
+    return detection_objective(detector, recompute=options.get("recompute", "on") == "on")
 
 
 def genisp_validation(model, x, y, objective):
