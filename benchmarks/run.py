@@ -358,6 +358,10 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     from isp_tf.tiling.planner import auto_core, round_core
     from isp_tf.tiling.tflite_executor import expose_global_stats
 
+    from isp_tf.models import get_spec
+
+    if get_spec(choice.name).split is not None and choice.direction in (None, "forward"):
+        return _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole)
     footprint = analyze(bm.build(choice, tiling=True), choice.spec_direction.size_multiple)
     exported_whole = pathlib.Path(exported_whole)
     manifest_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tiling.json"
@@ -378,6 +382,32 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
         core = round_core(int(tile), footprint.core_step)
     return {"manifest": str(manifest_path), "core": core, "halo": footprint.halo, "align": align,
             "passes": len(manifest["passes"]), "output_scale": footprint.output_scale, "frame_hw": [h, w]}
+
+
+def _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole) -> Dict:
+    """A model with ``ModelSpec.split`` (GenISP): ``export --tile`` writes its tileable part, the
+    per-frame part and the manifest (the export's own path); the worker runs it from the manifest."""
+    from isp_tf.export.convert import export_tflite
+    from isp_tf.tiling.manifest import manifest_path, read_manifest
+    from isp_tf.tiling.planner import round_core
+
+    precision = "int8" if "int8" in pathlib.Path(exported_whole).stem else (
+        "fp16" if "fp16" in pathlib.Path(exported_whole).stem else "fp32")
+    d = choice.spec_direction
+    out = pathlib.Path(workdir) / f"{choice.label}_{precision}_tile.tflite"
+    if not manifest_path(out).exists():
+        export_tflite(choice.name, str(out), precision=precision, tile=512 * d.output_scale,
+                      weights=choice.weights, small=choice.small, allow_cpu_fallback=True, parity=False,
+                      progress=False, log=lambda *a, **k: None)
+    manifest = read_manifest(manifest_path(out))
+    if "per_frame" not in manifest:
+        raise IspTfError(f"{choice.label}: the tile export wrote no per-frame part "
+                         f"({manifest.get('source', {})})")
+    geometry = manifest["geometry"]
+    core = round_core(int(tile) if tile != "auto" else int(manifest["core"]), int(geometry["core_step"]))
+    return {"manifest": str(manifest_path(out)), "core": core, "halo": int(geometry["halo"]),
+            "align": int(geometry["align"]), "passes": len(manifest["segments"]),
+            "output_scale": d.output_scale, "frame_hw": [int(model_in_hw[0]), int(model_in_hw[1])]}
 
 
 # ----------------------------------------------------------------------------

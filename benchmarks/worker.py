@@ -86,7 +86,9 @@ def _vector_feeds(session, vectors: dict) -> list:
         return []
     inputs = session.inputs
     if hasattr(session, "vector_indices"):  # a tiled session: run(frame, *vectors in model order)
-        details = [inputs[k] for k in session.vector_indices]
+        per_frame = getattr(session, "per_frame", None)  # a split model fills one vector itself
+        details = [inputs[k] for k in session.vector_indices
+                   if per_frame is None or inputs[k].get("vector") != per_frame[2]]
     else:  # a whole-frame session: every input in order, the image included
         details = [d for d in inputs if len(d["shape"]) != 4]
     remaining = dict(vectors)

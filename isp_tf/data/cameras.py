@@ -23,7 +23,10 @@ parameter the EXIF and the DNG tags record changes the RAW:
   exposure-dependent tone curve the EXIF reveals.
 
 Focal length is drawn from the camera's zoom range and recorded, but changes
-nothing in the image (no lens model): conditioning on it cannot help here.
+nothing in the image (no lens model): conditioning on it cannot help here.  The meter constants make
+the shortest exposures (highest ISO, widest aperture, -1.5 EV) shorter than
+1/28800 s, below the range ParamISP's encoding is built for (those files
+get the out-of-range warning when read; the training pipeline stays quiet).
 """
 from __future__ import annotations
 

@@ -53,6 +53,8 @@ class KerasSegment:
     applies: List[int]         # global layers (indices) whose mean it applies
     sums: List[int]            # global layers whose positionwise it sums over cores
     halo: int = 0
+    compiled: object = None    # fn as a tf.function with free tile sizes
+    sum_fns: dict = dataclasses.field(default_factory=dict)  # layer -> tf.function summing its positionwise
 
 
 @dataclasses.dataclass
@@ -183,6 +185,10 @@ def keras_segments(model, image_index: int, probe_side: int, halo_step: int) -> 
             last_use[i] = max(last_use.get(i, -1), seg)
         fn = _segment_fn(run_nodes, stored, vectors, outs, layers, layer_of, layer_inputs, applies)
         segment = KerasSegment(fn, stored, outs, applies, sums)
+        segment.compiled = tf.function(fn, autograph=False, input_signature=[
+            [tf.TensorSpec([1, None, None, int(probe[i].shape[-1])], tf.float32) for i in stored],
+            [tf.TensorSpec(probe[i].shape, probe[i].dtype) for i in vectors],
+            [tf.TensorSpec(pooled[k].shape, pooled[k].dtype) for k in applies]])
         if outs:
             segment.halo = _halo(fn, stored, vectors, applies, pooled, probe, jumps, layers, halo_step,
                                  probe_side)
@@ -190,6 +196,11 @@ def keras_segments(model, image_index: int, probe_side: int, halo_step: int) -> 
     for i in out_ids:
         last_use[i] = last + 1
     channels = {i: int(probe[i].shape[-1]) for i in jumps}
+    for k, layer in enumerate(layers):
+        layer_sum = _sum_fn(layer, channels[layer_inputs[k]])
+        for segment in segments:
+            if k in segment.sums:
+                segment.sum_fns = {**getattr(segment, "sum_fns", {}), k: layer_sum}
     return KerasSegments(segments, layers, layer_inputs, {i: jumps[i] for i in jumps}, image, vectors, out_ids,
                          last_use, channels, [p.dtype.as_numpy_dtype for p in pooled])
 
@@ -245,14 +256,15 @@ def _halo(fn, stored, vectors, applies, pooled, probe, jumps, layers, halo_step,
     return int(math.ceil(radius / step)) * step
 
 
-def _sum_fn(layer):
+def _sum_fn(layer, channels: int):
     """``x -> (sum over positions of layer.positionwise(x) in float64, position count)``."""
     def run(x):
         values = layer.positionwise(x)
         count = tf.reduce_prod(tf.shape(values)[1:3])
         return tf.reduce_sum(tf.cast(values, tf.float64), axis=[0, 1, 2]), count
 
-    return tf.function(run, autograph=False, reduce_retracing=True)
+    return tf.function(run, autograph=False,
+                       input_signature=[tf.TensorSpec([1, None, None, int(channels)], tf.float32)])
 
 
 def run_segments(plan: KerasSegments, frame: np.ndarray, vectors, tiles, progress=None):
@@ -260,8 +272,7 @@ def run_segments(plan: KerasSegments, frame: np.ndarray, vectors, tiles, progres
     h, w = frame.shape[:2]
     data: Dict[str, np.ndarray] = {plan.image: frame[np.newaxis]}
     given: List[Optional[np.ndarray]] = [None] * len(plan.layers)
-    fns = [tf.function(s.fn, autograph=False, reduce_retracing=True) for s in plan.segments]
-    sums = {}
+    fns = [s.compiled for s in plan.segments]
     vecs = [tf.constant(v) for v in vectors]
 
     def rows(i, box):
@@ -270,7 +281,7 @@ def run_segments(plan: KerasSegments, frame: np.ndarray, vectors, tiles, progres
 
     for seg, (segment, fn) in enumerate(zip(plan.segments, fns)):
         totals = {k: [0.0, 0] for k in segment.sums}
-        sum_fns = {k: sums.setdefault(k, _sum_fn(plan.layers[k])) for k in segment.sums}
+        sum_fns = getattr(segment, "sum_fns", {})
         for tile in tiles:
             cy0, cx0, cy1, cx1 = tile.core
             if segment.outputs:

@@ -207,7 +207,7 @@ def test_train_cli_through_the_detector(rawnod_fixture, tmp_path):
     assert main(argv) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["options"] == {"detector_weights": str(weights), "detector_backbone": "light",
-                              "detector_classes": 3}
+                              "detector_classes": 3, "recompute": "on"}
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert all(np.isfinite(h["val_detection_loss"]) for h in history)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from isp_tf.data.cameras import CAMERAS, camera_params_vector, select_camera, synthesize_camera
+from isp_tf.data.cameras import (CAMERAS, camera_params_vector, quiet_camera_warnings, select_camera,
+                                 synthesize_camera)
 from isp_tf.errors import DatasetError
 
 
@@ -45,7 +46,9 @@ def test_dataset_hook_yields_both_directions_targets_and_the_files_params():
     assert y["bayer"].shape == (2, 32, 32, 1)
     np.testing.assert_array_equal(srgb, y["rgb"].numpy())  # no noise outside training
     raws = [e.load()[0] for e in find_examples(spec, "val")]
-    np.testing.assert_allclose(params, np.stack([camera_params_vector(r) for r in raws]), rtol=1e-6)
+    with quiet_camera_warnings():  # cam_b's fastest shutter speeds lie below the encoding's range
+        want = np.stack([camera_params_vector(r) for r in raws])
+    np.testing.assert_allclose(params, want, rtol=1e-6)
     # training: dequantisation noise and optics dropout, the same for the same (seed, step)
     from isp_tf.models.paramisp.training import to_model_batch
 

@@ -1,8 +1,10 @@
-"""Kill/resume and tf.distribute, each in fresh processes, against the shared tiny run."""
+"""tf.distribute in fresh processes, against the shared tiny run.
+
+Kill/resume (SIGKILL at three steps, Ctrl-C) is tested in tests/reliability/test_faults.py.
+"""
 import json
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -10,7 +12,6 @@ import sys
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-KILL_AT = 3  # SIGKILL right after step 3; the last checkpoint is step 2 (checkpoint_every 2)
 
 
 def _env(**extra):
@@ -37,33 +38,6 @@ def _weights(path):
         f.visititems(lambda name, obj: out.__setitem__(name, np.asarray(obj)) if hasattr(obj, "shape") else None)
     assert len(out) > 10
     return out
-
-
-_KILLER = f"""
-import os, signal
-from isp_tf.train.trainer import Callback
-class Kill(Callback):
-    def on_step_end(self, step, logs):
-        if step == {KILL_AT}:
-            os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_args, full_run):
-    out = tmp_path / "killed"
-    killed = _python(_code(tiny_args + ["--out", str(out)], prelude=_KILLER, callbacks="[Kill()]"))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert not (out / "final.weights.h5").exists()
-    state = (out / "checkpoints" / "checkpoint").read_text()
-    assert "ckpt-2" in state and "ckpt-3" not in state
-    resumed = _python(_code(["--out", str(out), "--resume", "--quiet"]))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    ref, got = _weights(full_run / "final.weights.h5"), _weights(out / "final.weights.h5")
-    assert ref.keys() == got.keys()
-    for name in ref:
-        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
-    history = json.loads((out / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [0, 1, 2]
 
 
 def _assert_close_to(full_run, out):
