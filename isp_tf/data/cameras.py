@@ -96,13 +96,7 @@ def synthesize_camera(image: np.ndarray, camera, seed=0, *, noise: bool = True):
     from isp_tf.data import synthetic as syn
 
     cam = _camera(camera) if isinstance(camera, str) else camera
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 2:
-        raise DatasetError(f"synthesize_camera needs an (H, W, 3) sRGB image, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.integer):
-        image = image.astype(np.float64) / np.iinfo(image.dtype).max
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    photo = np.clip(image[:h, :w].astype(np.float64), 0.0, 1.0)
+    photo = syn.even_srgb_image(image, "synthesize_camera")
     rng = np.random.default_rng(seed)
 
     iso = float(np.exp(rng.uniform(*np.log(cam.iso_range))))

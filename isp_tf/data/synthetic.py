@@ -193,6 +193,22 @@ def exif_for_noise(shot: float, rng: np.random.Generator) -> Exif:
                 focal_length=float(rng.choice([24.0, 35.0, 50.0, 85.0])))
 
 
+def even_srgb_image(image, caller: str = "synthesize") -> np.ndarray:
+    """An (H, W, 3) sRGB image (float in [0, 1] or any integer type) as float64 in [0, 1],
+    cropped to even height and width (whole 2x2 CFA blocks).
+
+    Raises:
+      DatasetError: not an (H, W, 3) image of at least 2x2 pixels.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 2:
+        raise DatasetError(f"{caller} needs an (H, W, 3) sRGB image, got shape {image.shape}")
+    if np.issubdtype(image.dtype, np.integer):
+        image = image.astype(np.float64) / np.iinfo(image.dtype).max
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    return np.clip(image[:h, :w].astype(np.float64), 0.0, 1.0)
+
+
 def synthesize(image: np.ndarray, seed=0, *, cfa_pattern: Optional[str] = None,
                levels: Optional[tuple] = None, matrices: Optional[dict] = None,
                noise: bool = True, iso: Optional[float] = None) -> SyntheticPair:
@@ -210,13 +226,7 @@ def synthesize(image: np.ndarray, seed=0, *, cfa_pattern: Optional[str] = None,
       iso: fix the ISO (and so the shot noise, ``0.012 * iso / 6400``) instead
         of drawing the shot noise; read noise still follows Brooks' fit.
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 2:
-        raise DatasetError(f"synthesize needs an (H, W, 3) sRGB image, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.integer):
-        image = image.astype(np.float64) / np.iinfo(image.dtype).max
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    target = np.clip(image[:h, :w].astype(np.float64), 0.0, 1.0)
+    target = even_srgb_image(image, "synthesize")
 
     rng = np.random.default_rng(seed)
     pattern = cfa_pattern or str(rng.choice(CFA_PATTERNS))

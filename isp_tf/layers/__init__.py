@@ -6,9 +6,10 @@ statistics derive from :class:`GlobalStatsLayer` so they can be tiled exactly.
 """
 from isp_tf.layers.activations import ScaledTanh, channel_prelu
 from isp_tf.layers.attention import ChannelAttention
+from isp_tf.layers.color import apply_color_matrix
 from isp_tf.layers.depth_space import DepthToSpace, SpaceToDepth
 from isp_tf.layers.global_stats import GlobalStatsLayer, tiling_mode
 from isp_tf.layers.instance_norm import InstanceNorm
 
 __all__ = ["ChannelAttention", "DepthToSpace", "GlobalStatsLayer", "InstanceNorm", "ScaledTanh",
-           "SpaceToDepth", "channel_prelu", "tiling_mode"]
+           "SpaceToDepth", "apply_color_matrix", "channel_prelu", "tiling_mode"]

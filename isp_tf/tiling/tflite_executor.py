@@ -364,25 +364,13 @@ class PassSession:
                                   f"the image, got {len(vectors)}")
         out = {}
         for k, v in zip(self.vector_indices, vectors):
-            want = tuple(int(d) for d in self.inputs[k]["shape"])
-            v = np.asarray(v, np.float32)
-            if v.shape == want[1:]:
-                v = v[np.newaxis]
-            if v.shape != want:
-                raise InputShapeError(f"per-frame input {self.inputs[k]['name']}: expected shape {want}, "
-                                      f"got {v.shape}")
+            v = _batched_vector(v, self.inputs[k])
             out[k] = v
         return out
 
     def run(self, frame: np.ndarray, *vectors) -> List[np.ndarray]:
         """Every image output for ``frame`` (and the per-frame inputs), float32."""
-        frame = np.asarray(frame, np.float32)
-        squeeze = frame.ndim == 3
-        if squeeze:
-            frame = frame[np.newaxis]
-        channels = int(self.inputs[self.image_index]["shape"][-1])
-        if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[-1] != channels:
-            raise InputShapeError(f"expected a (1, h, w, {channels}) frame, got shape {frame.shape}")
+        frame, squeeze = _batched_frame(frame, self.inputs[self.image_index])
         height, width = frame.shape[1:3]
         fixed = self._vectors(vectors)
         tiles = self.plan(height, width)
@@ -452,6 +440,29 @@ class PassSession:
 # ----------------------------------------------------------------------------
 #: how float tensors kept between segments are stored (integer tensors keep the graph's int8)
 STORAGE_DTYPES = ("float32", "float16")
+
+
+def _batched_frame(frame, detail) -> Tuple[np.ndarray, bool]:
+    """``frame`` as (1, h, w, C) float32 for the image input ``detail``, and whether it was (h, w, C)."""
+    frame = np.asarray(frame, np.float32)
+    squeeze = frame.ndim == 3
+    if squeeze:
+        frame = frame[np.newaxis]
+    channels = int(detail["shape"][-1])
+    if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[-1] != channels:
+        raise InputShapeError(f"expected a (1, h, w, {channels}) frame, got shape {frame.shape}")
+    return frame, squeeze
+
+
+def _batched_vector(vector, detail) -> np.ndarray:
+    """A per-frame input as float32 of ``detail``'s shape (its batch axis added when missing)."""
+    want = tuple(int(d) for d in detail["shape"])
+    v = np.asarray(vector, np.float32)
+    if v.shape == want[1:]:
+        v = v[np.newaxis]
+    if v.shape != want:
+        raise InputShapeError(f"per-frame input {detail['name']}: expected shape {want}, got {v.shape}")
+    return v
 
 
 class _Part:
@@ -671,13 +682,7 @@ class TiledSession:
         given_by_user = [k for k in self.vector_indices
                          if self.per_frame is None or int(self.inputs[k]["vector"]) != self.per_frame[2]]
         for k, v in zip(given_by_user, vectors):
-            want = tuple(int(d) for d in self.inputs[k]["shape"])
-            v = np.asarray(v, np.float32)
-            if v.shape == want[1:]:
-                v = v[np.newaxis]
-            if v.shape != want:
-                raise InputShapeError(f"per-frame input {self.inputs[k]['name']}: expected shape {want}, "
-                                      f"got {v.shape}")
+            v = _batched_vector(v, self.inputs[k])
             out[int(self.inputs[k]["vector"])] = v
         return out
 
@@ -690,13 +695,7 @@ class TiledSession:
 
     def run(self, frame: np.ndarray, *vectors) -> List[np.ndarray]:
         """Every image output for ``frame`` (and the per-frame inputs), float32."""
-        frame = np.asarray(frame, np.float32)
-        squeeze = frame.ndim == 3
-        if squeeze:
-            frame = frame[np.newaxis]
-        channels = int(self.inputs[self.image_index]["shape"][-1])
-        if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[-1] != channels:
-            raise InputShapeError(f"expected a (1, h, w, {channels}) frame, got shape {frame.shape}")
+        frame, squeeze = _batched_frame(frame, self.inputs[self.image_index])
         height, width = frame.shape[1:3]
         fixed = self._vectors(vectors)
         if self.per_frame is not None:  # once, on the whole (unpadded) frame

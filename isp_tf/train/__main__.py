@@ -230,7 +230,7 @@ def _settings_from_args(args, parser, options=()):
         stored, _ = read_header(find_weights(args.init_from))
         if stored is not None and stored != spec.name:
             raise WeightsMismatchError(f"--init-from {args.init_from} holds weights of model {stored!r}, "
-                                       f"not of {spec.name!r}")
+                                       f"not of model {spec.name!r}")
     if "vgg" in recipe.loss:  # fail now, not after the model is built
         from isp_tf.losses.vgg import find_vgg_weights
 

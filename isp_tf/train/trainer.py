@@ -266,7 +266,7 @@ def _load_initial_weights(model, settings: RunSettings) -> str:
     if stage is not None and stage.transfer is not None:
         source, name, config = model_weights.load_model(path)
         if name != settings.model:
-            raise WeightsMismatchError(f"{path} holds weights of model {name!r}, not {settings.model!r}")
+            raise WeightsMismatchError(f"{path} holds weights of model {name!r}, not of model {settings.model!r}")
         copied = stage.transfer(source, model)
         return f"{len(copied)} layers from {path} ({config})"
     model_weights.load_weights_into(model, path, settings.model)

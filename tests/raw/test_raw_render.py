@@ -5,19 +5,10 @@ import numpy as np
 import pytest
 import rawpy
 
+from isp_tf.figures.measure import libraw_render  # the same render the README figure is made with
 from isp_tf.runtime.metrics import psnr
 from isp_tf.raw import (CFA_PATTERNS, SRGB_TO_XYZ, RawImage, apply_orientation, linear_to_srgb,
                         pack_bayer, read_raw, render_classical, rggb_offset, write_dng)
-
-
-def libraw_render(path, **wb):
-    """rawpy's render with the settings our renderer mirrors, as float in [0, 1]."""
-    with rawpy.imread(str(path)) as rp:
-        rgb = rp.postprocess(
-            no_auto_bright=True, output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92),
-            demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR, adjust_maximum_thr=0,
-            highlight_mode=rawpy.HighlightMode.Clip, output_bps=16, user_flip=0, **wb)
-    return rgb.astype(np.float32) / 65535
 
 
 def test_colour_chart_dng_matches_libraw(raw_samples):

@@ -55,6 +55,7 @@ import numpy as np
 from isp_tf._keras import keras, tf
 from isp_tf.errors import InputShapeError
 from isp_tf.layers import InstanceNorm
+from isp_tf.layers.color import apply_color_matrix
 
 __all__ = ["AverageGreens", "ApplyMatrix", "ThumbnailResize", "build_genisp", "split_genisp"]
 
@@ -80,19 +81,12 @@ class AverageGreens(keras.layers.Layer):
 class ApplyMatrix(keras.layers.Layer):
     """``[image (B, h, w, 3), m (B, 9)] -> out[..., i] = sum_j m[b, 3 i + j] image[..., j]``, per image.
 
-    As NNAPI 1.2 ops: CONCATENATION of the image thrice (channel ``3 i + j``
-    holds channel ``j``), MUL by ``m`` as (B, 1, 1, 9), and one constant 1x1
-    CONV_2D summing each triple (no BATCH_MATMUL, no per-image kernels).
+    As NNAPI 1.2 ops: :func:`isp_tf.layers.color.apply_color_matrix`.
     """
 
     def call(self, inputs):
         image, m = inputs
-        tiled = tf.concat([image, image, image], axis=-1)
-        products = tiled * tf.reshape(m, [-1, 1, 1, 9])
-        kernel = np.zeros((1, 1, 9, 3), np.float32)
-        for i in range(3):
-            kernel[0, 0, 3 * i:3 * i + 3, i] = 1.0
-        return tf.nn.conv2d(products, tf.constant(kernel), 1, "VALID")
+        return apply_color_matrix(image, m)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape[0])

@@ -12,6 +12,8 @@
 * :class:`LocalBlock`: conv-ELU-conv, CBAM channel then spatial attention,
   residual; its channel attention (whole-frame average and max) can be given
   from outside (exact tiling, see ``model.split_paramisp``).
+* :class:`SubPixelUp`: LocalNet's stride-2 transposed convolution as 1 x 1
+  conv + DEPTH_TO_SPACE (same weights and sums; re-planned by LiteRT per tile);
 * :class:`StageEmbedding`, :class:`ToneMapping`: GlobalNet's per-stage
   embedding and its quadratic colour transform plus extended gamma.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from isp_tf._keras import keras, tf
+from isp_tf.layers.color import apply_color_matrix
 
 PACKAGE = "isp_tf.paramisp"
 
@@ -35,17 +38,6 @@ PARAMS_SIZE = 24 + ENCODING_SIZE * len(OPTICS_FIELDS)   # 84
 def elu(x):
     """ELU (alpha 1) from RELU, MINIMUM, EXP, SUB, ADD (NNAPI 1.2 has no ELU op)."""
     return tf.nn.relu(x) + (tf.exp(tf.minimum(x, 0.0)) - 1.0)
-
-
-def apply_matrix(image, m):
-    """``out[..., i] = sum_j m[b, 3 i + j] image[..., j]`` per image, as CONCATENATION, MUL and a
-    constant 1x1 CONV_2D (no BATCH_MATMUL, which NNAPI 1.2 never delegates)."""
-    tiled = tf.concat([image, image, image], axis=-1)
-    products = tiled * tf.reshape(m, [-1, 1, 1, 9])
-    kernel = np.zeros((1, 1, 9, 3), np.float32)
-    for i in range(3):
-        kernel[0, 0, 3 * i:3 * i + 3, i] = 1.0
-    return tf.nn.conv2d(products, tf.constant(kernel), 1, "VALID")
 
 
 def _per_frame(v, start, stop):
@@ -141,7 +133,7 @@ class CanoNet(keras.layers.Layer):
         quads = tf.nn.conv2d(packed, tf.constant(malvar_kernel()), 1, "SAME")
         rgb = tf.nn.depth_to_space(quads, 2)
         rgb = tf.clip_by_value(rgb * _per_frame(params, *WB_SLICE), 0.0, 1.0)
-        return apply_matrix(rgb, params[:, CCM_SLICE[0]:CCM_SLICE[1]])
+        return apply_color_matrix(rgb, params[:, CCM_SLICE[0]:CCM_SLICE[1]])
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = tf.TensorShape(input_shape[0]).as_list()
@@ -155,7 +147,7 @@ class UnCanoNet(keras.layers.Layer):
 
     def call(self, inputs):
         rgb, params = inputs
-        cam = apply_matrix(rgb, params[:, INV_CCM_SLICE[0]:INV_CCM_SLICE[1]])
+        cam = apply_color_matrix(rgb, params[:, INV_CCM_SLICE[0]:INV_CCM_SLICE[1]])
         cam = cam * _per_frame(params, *INV_WB_SLICE)
         kernel = np.zeros((1, 1, 12, 4), np.float32)  # space-to-depth (site, colour) -> the site's colour
         for site, colour in enumerate((0, 1, 1, 2)):
@@ -312,6 +304,27 @@ class ReflectPadToMultiple(keras.layers.Layer):
         return {**super().get_config(), "multiple": self.multiple}
 
 
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class SubPixelUp(keras.layers.Conv2DTranspose):
+    """LocalNet's 2x up-sampling: a 2 x 2, stride-2 transposed convolution (the same weights,
+    ``kernel (2, 2, out, in)`` and ``bias``) computed as a 1 x 1 convolution to ``4 out``
+    channels and DEPTH_TO_SPACE: the same sums (the 2 x 2 windows of a stride-2 transposed
+    convolution do not overlap).  TFLite's TRANSPOSE_CONV takes its output shape as a constant
+    of the traced size, so a graph with it cannot be re-planned for other tile sizes."""
+
+    def __init__(self, filters, kernel_size=2, strides=2, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, **kwargs)
+        if tuple(self.kernel_size) != (2, 2) or tuple(self.strides) != (2, 2) or self.padding != "valid":
+            raise ValueError("SubPixelUp is a 2 x 2, stride-2, 'valid' transposed convolution")
+
+    def call(self, x):
+        k = self.kernel  # (a, b, out, in): output pixel (2i + a, 2j + b) of input pixel (i, j)
+        c_in, c_out = int(k.shape[3]), int(k.shape[2])
+        w = tf.reshape(tf.transpose(k, [3, 0, 1, 2]), [1, 1, c_in, 4 * c_out])  # channel (2a + b) out + o
+        y = tf.nn.depth_to_space(tf.nn.conv2d(x, w, 1, "VALID"), 2)
+        return y + self.bias if self.use_bias else y
+
+
 # --------------------------------------------------------------------------- GlobalNet
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class MinSizePad(keras.layers.Layer):
@@ -395,18 +408,20 @@ class ToneMapping(keras.layers.Layer):
 
     def call(self, inputs):
         x, w = inputs
-        ones = tf.ones_like(x[..., :1])
-        v = [x[..., 0:1], x[..., 1:2], x[..., 2:3], ones]
+        v = [x[..., 0:1], x[..., 1:2], x[..., 2:3]]
         terms = []
-        for i, j in MONOMIALS:  # each monomial three times: channel 3 k + c
-            m = v[i] * v[j] if j < 3 else v[i]
+        for i, j in MONOMIALS[:-1]:  # each monomial three times: channel 3 k + c
+            m = v[i] * v[j] if j < 3 else v[i]  # (i, 3): the degree-1 monomial x_i
             terms += [m, m, m]
-        products = tf.concat(terms, axis=-1) * tf.reshape(w[:, :30], [-1, 1, 1, 30])
-        kernel = np.zeros((1, 1, 30, 3), np.float32)
-        for k in range(len(MONOMIALS)):
+        n = len(terms)  # 27; the last monomial, (3, 3), is the constant 1: its weights are a per-frame bias
+        products = tf.concat(terms, axis=-1) * tf.reshape(w[:, :n], [-1, 1, 1, n])
+        kernel = np.zeros((1, 1, n, 3), np.float32)
+        for k in range(n // 3):
             for c in range(3):
                 kernel[0, 0, 3 * k + c, c] = 1.0
-        y = tf.clip_by_value(x + tf.nn.conv2d(products, tf.constant(kernel), 1, "VALID"), *self.CLIP_COLOUR)
+        # added, not a constant-1 image in the concat: an export would hold that image at its traced size
+        bias = tf.reshape(w[:, n:n + 3], [-1, 1, 1, 3])
+        y = tf.clip_by_value(x + tf.nn.conv2d(products, tf.constant(kernel), 1, "VALID") + bias, *self.CLIP_COLOUR)
         gamma = tf.exp(tf.clip_by_value(_per_frame(w, 30, 33), *self.CLIP_LOG_GAMMA))
         t0 = tf.minimum(tf.abs(_per_frame(w, 33, 36)), self.MAX_T0)
         t1 = tf.exp(tf.clip_by_value(_per_frame(w, 36, 39), *self.CLIP_LOG_T1))
