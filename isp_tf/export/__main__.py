@@ -38,9 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "prove every op is delegated by NNAPI 1.2 (Android 10, API 29), check it "
                     "against the Keras model on a real RAW photo, and write a JSON beside it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Input size names the OUTPUT frame: fullhd = 1080x1920, 12mp = 3000x4000, "
-               "32mp = 4896x6528, or HxW. The model input is packed Bayer (H/2, W/2, 4), "
-               "channels [R, G1, G2, B], (raw - black) / (white - black).")
+        epilog="--input-size names the FRAME, the photo in image pixels: fullhd = 1080x1920, "
+               "12mp = 3000x4000, 32mp = 4896x6528, or HxW. For a forward direction (RAW -> sRGB) "
+               "it is the output image and the model input is the direction's RAW port at "
+               "1/output_scale of it (MicroISP, PyNET, ParamISP: packed Bayer (H/2, W/2, 4), "
+               "channels [R, G1, G2, B], (raw - black) / (white - black)). For an inverse direction "
+               "(sRGB -> RAW: --direction inverse of InvISP, ParamISP) it is the sRGB input image, "
+               "(1, H, W, 3), and the RAW output has the same size. Per-frame inputs (camera "
+               "parameters of ParamISP, GenISP) are computed from --parity-input for the parity "
+               "check; the JSON says how an app computes them.")
     p.add_argument("--model", required=True, choices=available_models(), help="registry name")
     p.add_argument("--weights", metavar="FILE",
                    help="isp_tf weights file (.h5) of this model, or of a --qat training run; "
@@ -66,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 model input/output type; auto = int8, the only one whose every op "
                         "NNAPI delegates at API 29 (uint8/float32 add QUANTIZE ops it refuses)")
     p.add_argument("--input-size", default="fullhd", metavar="SIZE",
-                   help="output frame: fullhd, 12mp, 32mp or HxW (default: %(default)s)")
+                   help="the frame: a forward direction's output image, an inverse direction's "
+                        "sRGB input image; fullhd, 12mp, 32mp or HxW (default: %(default)s)")
     p.add_argument("--tile", type=int, metavar="N",
                    help="export an N x N output tile model for tiled execution instead of a frame")
     p.add_argument("--out", required=True, metavar="FILE.tflite", help="where to write the model")

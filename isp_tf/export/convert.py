@@ -17,13 +17,16 @@ against the Keras model (:mod:`isp_tf.export.parity`), then write the
 ``.tflite`` and the JSON beside it (:mod:`isp_tf.export.metadata`; a tile
 export also writes the manifest of exact tiled execution).
 
-Sizes.  ``input_size`` names the *output* frame: ``fullhd`` 1080 x 1920,
+Sizes.  ``input_size`` names the *frame*, the photo in image pixels: the
+output of a direction that renders RAW -> sRGB, the sRGB input of an inverse
+direction (sRGB -> RAW; :mod:`isp_tf.export.sizes`): ``fullhd`` 1080 x 1920,
 ``12mp`` 3000 x 4000, ``32mp`` 4896 x 6528 (6528 x 4896 is the 4:3 frame of
 the 32 MP phone sensors MicroISP was shown on, e.g. Samsung ISOCELL GD1), or
 ``HxW``.  The model input is the direction's image port at ``1/output_scale``
-of that (MicroISP, PyNET: packed Bayer ``(H/2, W/2, 4)``), its sides multiples
-of the direction's ``size_multiple`` (PyNET: 16, it halves the resolution four times).  ``tile=N`` exports an
-``N x N`` output tile model for tiled execution instead.
+of that (MicroISP, PyNET, ParamISP's forward: packed Bayer ``(H/2, W/2, 4)``;
+an inverse: the sRGB frame itself), its sides multiples of the direction's
+``size_multiple`` (PyNET: 16, it halves the resolution four times).  ``tile=N`` exports an
+``N x N`` tile model (frame pixels) for tiled execution instead.
 
 Precisions.  ``fp32``; ``fp16`` (float16 weights, float32 compute and I/O: the
 delegate folds the weights back to fp32 at API 29); ``int8`` full-integer,
@@ -92,7 +95,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     ``allow_cpu_fallback`` is false (nothing is written then).
     """
     from isp_tf.export import nnapi as nnapi_mod
-    from isp_tf.export.parity import load_parity_input
+    from isp_tf.export.parity import load_parity_inputs
     from isp_tf.export.keras_rewrites import rewrite_for_nnapi
     from isp_tf.export.tflite_passes import align_mean_quantization, fold_requantize, shorten_tensor_names
     from isp_tf.models import get_spec
@@ -103,7 +106,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     spec.direction(direction)  # an unknown direction fails before anything is built
     if variant is not None:
         spec.variant(variant)
-    frame_hw, input_hw = export_sizes(spec, input_size, tile)
+    frame_hw, input_hw = export_sizes(spec, input_size, tile, direction)
     if out is not None and not str(out).endswith(".tflite"):
         raise ExportError(f"--out {out}: the file name must end in .tflite")
 
@@ -126,7 +129,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
     concrete = fixed_function(keras_model, input_hw)
     if parity:  # read the photo first: a bad file fails before the slow conversion
-        x, used = load_parity_input(parity_input, input_hw, kind=spec.direction(direction).image_input.kind)
+        x, used = load_parity_inputs(parity_input, input_hw, spec.direction(direction))
 
     representative = None
     calib_spec = None
@@ -151,8 +154,8 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     if parity:
         reference = None
         if reference_weights is not None:
-            reference = fixed_function(load_export_model(spec.name, weights=reference_weights).model,
-                                       input_hw)
+            reference = fixed_function(load_export_model(spec.name, weights=reference_weights,
+                                                         direction=direction, variant=variant).model, input_hw)
         parity_info = run_parity(concrete, tflite, x, used, precision, loaded.qat, reference)
 
     tile_info = (describe_tile(spec, loaded, tile, input_hw, tflite, out, precision, per_frame=per_frame)

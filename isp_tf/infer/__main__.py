@@ -26,6 +26,8 @@ examples:
       --black 600 --white 15520 --wb 1.95,1,1.34
   python -m isp_tf.infer --model invisp --weights run/final.weights.h5 --inverse photo.jpg \\
       --metadata photo.dng --out raw/          # sRGB -> RAW: writes raw/photo.dng
+  python -m isp_tf.infer --model paramisp --weights runs/paramisp/joint --inverse photo.jpg \\
+      --metadata camera.json --out raw/        # camera parameters from the JSON (or a RAW file)
 
 Tiled output equals whole-frame output (see isp_tf/tiling/): tiles
 overlap by the model's receptive field and whole-image statistics (MicroISP's
@@ -96,14 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group(
         "inverse ISP (sRGB -> RAW)", "with --inverse (or --direction inverse), every INPUT is an sRGB photo "
         "(JPEG, PNG, or folders of them) and OUT/<name>.dng its RAW recovered by the model's inverse "
-        "direction (InvISP), for the camera --metadata describes")
+        "direction (InvISP, ParamISP), for the camera --metadata describes, tiled at full resolution "
+        "(--tile)")
     v.add_argument("--direction", default=None, metavar="NAME",
                    help="the model direction to run: forward (default, RAW -> sRGB) or inverse")
     v.add_argument("--inverse", action="store_true", help="the same as --direction inverse")
     v.add_argument("--metadata", metavar="RAWFILE_OR_JSON",
                    help="the camera the DNG is for: a RAW file of it (only its metadata is used) or a JSON "
-                        "with cfa_pattern, black_level, white_level, wb_gains and optionally cam_to_xyz, "
-                        "exif, orientation, camera (isp_tf.infer.inverse.metadata_to_json writes one)")
+                        "with cfa_pattern, black_level, white_level, wb_gains and optionally cam_to_xyz or "
+                        "cam_to_srgb, exif {iso, exposure_time, f_number, focal_length}, orientation, camera "
+                        "(isp_tf.infer.inverse.metadata_to_json writes one). A model conditioned on the "
+                        "camera (ParamISP) computes its parameters from it: give wb_gains, cam_to_srgb and "
+                        "exif")
     return p
 
 
@@ -227,7 +233,7 @@ def _litert_renderer(args):
 
     renderer = load_renderer(args.model, args.weights, tile=args.tile, cache=args.cache, threads=args.threads,
                              log=log, before_tensorflow=_load_tensorflow)
-    if renderer.entry.get("manifest") is None and args.tile != 0:
+    if (renderer.entry.get("manifest") is None and args.tile != 0) or renderer.entry.get("resizable") is False:
         if not args.quiet:
             tqdm.write(f"{renderer.name}: the LiteRT export cannot be tiled ({renderer.entry.get('manifest_error')}); "
                        "running the Keras model (--engine keras)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""sRGB photo -> RAW (DNG): the inverse direction of an invertible ISP (InvISP).
+"""sRGB photo -> RAW (DNG): the inverse direction of an ISP (InvISP, ParamISP).
 
 ``python -m isp_tf.infer --model invisp --weights W --inverse PHOTO.jpg
 --metadata RAWFILE_OR_JSON --out DIR`` writes ``DIR/PHOTO.dng``:
@@ -11,7 +11,14 @@
    whole-frame or tile by tile (:class:`~isp_tf.tiling.TiledRunner`: the
    inverse has no whole-image statistics, so tiles only need the halo of its
    receptive field and tiled output equals whole-frame output);
-3. :func:`linear_to_mosaic` keeps, at every pixel, the colour of the
+   (ParamISP: the inverse network the forward model carries, fed the
+   camera parameters its ``params`` port's ``from_raw`` computes from the
+   metadata, and giving an RGGB mosaic, aligned to the metadata's CFA by
+   padding the photo by the red site's offset; its per-frame part -- channel
+   attention, tone curves -- runs once on the whole photo, ``ModelSpec.split``);
+3. a ``bayer`` output (ParamISP) is scaled to sensor units per CFA site
+   (:func:`bayer_to_mosaic`); a ``linear_rgb`` one (InvISP) goes through
+   :func:`linear_to_mosaic`, which keeps, at every pixel, the colour of the
    metadata's CFA pattern there, undoes the white balance (the gains divided
    by their smallest, as :func:`isp_tf.raw.render_classical` and the
    ``linear_rgb`` data pipeline apply them), scales to ``white - black`` and
@@ -26,12 +33,22 @@ object with the fields of :class:`isp_tf.raw.RawImage`
 (:func:`metadata_to_json` writes one): ``cfa_pattern``, ``black_level``
 (1 or 4 values), ``white_level``, ``wb_gains``; optional ``cam_to_xyz`` or
 ``cam_to_srgb``, ``exif`` ({iso, exposure_time, f_number, focal_length}),
-``orientation``, ``camera``.
+``orientation``, ``camera``.  A model's per-frame vector inputs are computed
+from it by their ports' ``from_raw``, as from a RAW file: for ParamISP give
+``wb_gains`` (as shot, R, G, B), ``cam_to_srgb`` (or ``cam_to_xyz``) and the
+four ``exif`` fields; a missing one is encoded as the authors do and reported
+in a ``CameraParamsWarning``.  Example::
+
+    {"cfa_pattern": "RGGB", "black_level": [512, 512, 512, 512], "white_level": 16383,
+     "wb_gains": [2.265, 1.0, 1.717], "cam_to_srgb": [[1.6, -0.5, -0.1], [-0.2, 1.4, -0.2],
+     [0.0, -0.5, 1.5]], "exif": {"iso": 100, "exposure_time": 0.008, "f_number": 5.6,
+     "focal_length": 24}}
 
 :class:`ClassicalInverse` is the baseline without a network: the classical
 renderer undone (sRGB curve inverted, the camera's colour matrix inverted,
 clipped).  Both renderers share ``renderer(srgb, metadata, tile, progress) ->
-linear (H, W, 3)``.
+linear (H, W, 3)`` (a ``bayer`` inverse: the normalised ``(H, W)`` mosaic; the
+renderer's ``output_kind`` says which).
 """
 from __future__ import annotations
 
@@ -48,8 +65,8 @@ from isp_tf.utils import atomic_write
 from isp_tf.infer.pipeline import expand_inputs
 from isp_tf.infer.pipeline import output_paths as _output_paths
 
-__all__ = ["PHOTO_EXTENSIONS", "ClassicalInverse", "InverseRenderer", "expand_photos", "invert_file",
-           "linear_to_mosaic", "metadata_to_json", "read_metadata", "read_photo", "sensor_order"]
+__all__ = ["INVERSE_OUTPUTS", "PHOTO_EXTENSIONS", "ClassicalInverse", "InverseRenderer", "bayer_to_mosaic",
+           "expand_photos", "invert_file", "linear_to_mosaic", "metadata_to_json", "read_metadata", "read_photo", "sensor_order"]
 
 #: file name endings taken from a folder given as input
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"})
@@ -243,6 +260,10 @@ class ClassicalInverse:
         return np.clip(cam, 0.0, 1.0).astype(np.float32)
 
 
+#: image-output port kinds an inverse direction may give, and how they become a sensor mosaic
+INVERSE_OUTPUTS = ("linear_rgb", "bayer")
+
+
 class InverseRenderer:
     """A registry model's ``inverse`` direction with its weights, run by
     :class:`~isp_tf.tiling.TiledRunner`.
@@ -250,14 +271,27 @@ class InverseRenderer:
     Args:
       model: registry name (``None``: the one stored in ``weights``).
       weights: a weights file or run folder of the *forward* model (the
-        inverse shares its weights); ``None``: the model's shipped weights.
+        inverse shares its weights or is carried by it); ``None``: the model's
+        shipped weights.
       direction: the direction to run (default ``inverse``).
       keras_model: an in-memory forward model to use instead of loading one
         (``weights`` then only names it).
+
+    The direction's ports decide what is fed and read back: an sRGB image in,
+    every further input a per-frame vector computed from the camera metadata
+    by its port's ``from_raw`` (ParamISP: the 84 camera parameters, from the
+    RAW file's or the JSON's ``wb_gains``, ``cam_to_srgb`` and ``exif``), and
+    an image out of kind ``linear_rgb`` (InvISP: white-balanced camera RGB,
+    :func:`linear_to_mosaic`) or ``bayer`` (ParamISP: an RGGB mosaic,
+    :func:`bayer_to_mosaic`; ``__call__`` aligns it to the camera's CFA).  A
+    direction with a ``ModelSpec.split`` runs its per-frame part once on the
+    whole photo and tiles the rest, so tiled output equals whole-frame output.
     """
 
     def __init__(self, model: Optional[str] = None, weights=None, direction: str = "inverse",
                  keras_model=None):
+        from isp_tf.infer.pipeline import vector_ports
+        from isp_tf.layers.global_stats import tiling_mode
         from isp_tf.models import create_model, get_spec
         from isp_tf.models.registry import derive_direction
         from isp_tf.models.weights import resolve_model
@@ -273,14 +307,29 @@ class InverseRenderer:
             name, config, forward = model, {}, keras_model
         spec = get_spec(name)
         d = spec.direction(direction)
-        if d.name == "forward" or d.image_input.kind != "srgb" or d.image_output.kind != "linear_rgb":
-            raise InputShapeError(f"model {spec.name!r} direction {d.name!r} does not map sRGB to linear "
-                                  f"RGB ({d.image_input.kind} -> {d.image_output.kind}); directions: "
+        if d.name == "forward" or d.image_input.kind != "srgb" or d.image_output.kind not in INVERSE_OUTPUTS:
+            raise InputShapeError(f"model {spec.name!r} direction {d.name!r} does not map sRGB to RAW "
+                                  f"({d.image_input.kind} -> {d.image_output.kind}; an inverse gives "
+                                  f"{' or '.join(INVERSE_OUTPUTS)}); directions: "
                                   f"{', '.join(x.name for x in spec.directions)}")
         self.name, self.config, self.weights, self.spec, self.direction = name, config, weights, spec, d
+        self.output_kind = d.image_output.kind
+        self.vector_ports = vector_ports(d)
         self.model = derive_direction(spec, forward, d.name)
-        self.runner = TiledRunner(self.model, d.size_multiple,
-                                  rebuild=lambda: derive_direction(spec, create_model(name, **config), d.name))
+        self.per_frame = None
+        tiled = self.model
+
+        def rebuild():
+            return derive_direction(spec, create_model(name, **config), d.name)
+
+        if spec.split is not None and self.vector_ports:
+            # whole-frame values that are not spatial means (ParamISP's channel attention, tone curves)
+            self.per_frame, tiled = spec.split(self.model)
+
+            def rebuild():  # noqa: F811
+                with tiling_mode():
+                    return spec.split(derive_direction(spec, create_model(name, **config), d.name))[1]
+        self.runner = TiledRunner(tiled, d.size_multiple, rebuild=rebuild)
 
     def steps(self, shape, tile=None) -> int:
         h, w = shape[:2]
@@ -288,14 +337,67 @@ class InverseRenderer:
             return 1
         return self.runner.steps(h, w, tile)
 
+    def vectors(self, srgb: np.ndarray, meta) -> List[np.ndarray]:
+        """The per-frame inputs: the ports' ``from_raw`` of ``meta``, then (a split model) the
+        per-frame part's values over the whole photo ``srgb``."""
+        from isp_tf.infer.pipeline import frame_vectors
+
+        if not self.vector_ports:
+            return []
+        if meta is None:
+            raise InputShapeError(f"{self.name} {self.direction.name} needs the camera metadata for its "
+                                  f"input(s) {', '.join(p.name for p in self.vector_ports)}")
+        vectors = frame_vectors(self.vector_ports, meta)
+        if self.per_frame is not None:
+            values = self.per_frame([srgb[np.newaxis]] + [v[np.newaxis] for v in vectors], training=False)
+            vectors.append(np.asarray(values, np.float32)[0])
+        return vectors
+
     def __call__(self, srgb, meta=None, tile=None, progress: Progress = None) -> np.ndarray:
-        out = self.runner(np.asarray(srgb, np.float32), tile=tile, progress=progress)
-        return np.clip(out, 0.0, 1.0)
+        """``(H, W, 3)`` linear RGB, or for a ``bayer`` output the ``(H, W)`` normalised mosaic in
+        ``meta``'s CFA pattern (clipped to [0, 1])."""
+        srgb = np.asarray(srgb, np.float32)
+        h, w = srgb.shape[:2]
+        dy = dx = 0
+        if self.output_kind == "bayer":
+            # the model writes RGGB from the top-left pixel: for another CFA, pad the photo by the
+            # offset of its red site (reflected, both sides: even sides) and take the window where
+            # the RGGB grid falls on the camera's pattern
+            from isp_tf.raw import rggb_offset
+
+            if meta is None:
+                raise InputShapeError(f"{self.name}: a mosaic output needs the camera's CFA pattern (metadata)")
+            dy, dx = rggb_offset(meta.cfa_pattern)
+            if dy or dx:
+                srgb = np.pad(srgb, ((dy, dy), (dx, dx), (0, 0)), mode="reflect")
+        out = self.runner(srgb, tile=tile, progress=progress, vectors=self.vectors(srgb, meta))
+        out = np.clip(out, 0.0, 1.0)
+        if self.output_kind == "bayer":
+            return np.ascontiguousarray(out[dy:dy + h, dx:dx + w, 0])
+        return out
+
+
+def bayer_to_mosaic(normalised: np.ndarray, meta) -> np.ndarray:
+    """A normalised mosaic ``(H, W)`` in ``meta.cfa_pattern`` (``(raw - black) / (white - black)``,
+    :class:`InverseRenderer` of a ``bayer`` output) -> ``(H, W)`` uint16 sensor units: times
+    ``white - black`` plus ``black`` of each CFA site, rounded and clipped to [0, white]."""
+    m = np.asarray(normalised, np.float64)
+    if m.ndim != 2:
+        raise InputShapeError(f"a mosaic must be (H, W), got shape {m.shape}")
+    black = np.asarray(meta.black_level, np.float64).reshape(-1)
+    black = np.broadcast_to(black if black.size == 4 else black[:1], (4,)).reshape(2, 2)
+    white = float(meta.white_level)
+    out = np.empty(m.shape, np.float64)
+    for y in (0, 1):
+        for x in (0, 1):
+            out[y::2, x::2] = np.clip(m[y::2, x::2], 0.0, 1.0) * (white - black[y, x]) + black[y, x]
+    return np.clip(np.rint(out), 0, min(white, 65535)).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------- the whole file
 def invert_file(photo_path, metadata, out_path, renderer, *, tile="auto", bar=None):
-    """Photo -> linear RGB (``renderer``) -> mosaic -> DNG at ``out_path``.
+    """Photo -> linear RGB or a normalised mosaic (``renderer``, its ``output_kind``) -> sensor
+    mosaic -> DNG at ``out_path``.
 
     ``metadata``: a path (:func:`read_metadata`) or a :class:`~isp_tf.raw.RawImage`.
     Returns the :class:`~isp_tf.raw.RawImage` written (its ``bayer`` the mosaic).
@@ -314,8 +416,11 @@ def invert_file(photo_path, metadata, out_path, renderer, *, tile="auto", bar=No
     srgb = np.ascontiguousarray(srgb[:h, :w])
     if bar is not None:
         bar.reset(total=renderer.steps(srgb.shape, tile))
-    linear = renderer(srgb, meta, tile=tile, progress=bar.update if bar is not None else None)
-    mosaic = linear_to_mosaic(linear, meta)
+    out = renderer(srgb, meta, tile=tile, progress=bar.update if bar is not None else None)
+    if getattr(renderer, "output_kind", "linear_rgb") == "bayer":
+        mosaic = bayer_to_mosaic(out, meta)
+    else:
+        mosaic = linear_to_mosaic(out, meta)
     fields = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)}
     fields.update(bayer=mosaic, path=str(out_path))
     raw = RawImage(**fields)

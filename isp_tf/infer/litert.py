@@ -14,8 +14,9 @@ name and config, so its hash covers them.  A folder holds::
 
     entry.json          what the renderer needs (model, config, ports, geometry, files)
     model.tflite        the tiled model, FP32, traced at the export side and resized per tile
-                        (a model with ``ModelSpec.split``, GenISP: its render part)
-    per_frame.tflite    a split model's per-frame part (run once on the whole frame)
+                        (a model with ``ModelSpec.split``, GenISP, ParamISP: its render part)
+    per_frame.tflite    a split model's per-frame part (run once on the whole frame, reflect-padded
+                        to the direction's size multiple on the host)
     tiled.tiling.json   the tile manifest and its pass models (isp_tf.tiling.manifest)
 
 Each folder is built under a temporary name and renamed into place, so a
@@ -28,6 +29,16 @@ The first run exports (TensorFlow, conversion: seconds) and says so.
 
 **Per-frame vectors** come from the ports' ``from_raw`` functions, recorded
 by name in ``entry.json`` (they import no TensorFlow).
+
+**Sizes.**  The cached models are traced at one size and re-planned by
+LiteRT for every frame and tile; a split model's per-frame part is fed the
+frame reflect-padded to the direction's size multiple here (as the Keras
+per-frame part pads it in its graph, ParamISP: a pad traced at the export's
+multiple is none, and one of another size fails XNNPACK's reshape).  The
+export probes once that the models run at another size (``entry.json``:
+``resizable``); a graph that holds its traced size (a layer whose output
+shape is folded into a constant) gets no tile manifest, and ``python -m
+isp_tf.infer`` runs the Keras engine for it and says why.
 
 **Tiles.**  ``tile=0`` runs the whole frame in one LiteRT session; an int is
 the core side in model-input pixels; ``"auto"`` (default) tiles with
@@ -53,7 +64,7 @@ from isp_tf.errors import IspTfError, MissingFileError
 __all__ = ["AUTO_CORE", "CACHE_FORMAT", "EXPORT_SIDE", "LiteRtRenderer", "cache_root", "entry_key",
            "export_entry", "load_renderer"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: 'resizable' probed; per-frame parts fed frames padded to the size multiple
 #: model-input side the cached model is traced at for ``tile="auto"`` / ``0`` (resized per tile)
 EXPORT_SIDE = 256
 #: core side (model-input px) of ``tile="auto"`` on LiteRT, rounded up to the model's core step
@@ -130,6 +141,31 @@ def _convert(model, side: int, scale: int, name: str, config: dict, out: pathlib
     return result.tflite
 
 
+def _resizable(data: bytes, side: int, step: int) -> bool:
+    """Whether LiteRT (XNNPACK) re-plans and runs ``data`` at an image side other than the
+    ``side`` it was traced at (``side + step`` x ``side + 2 step``), with an image output of the
+    right size (or a per-frame vector).
+
+    A graph traced at a fixed size keeps that size wherever the converter folded a shape into a
+    constant (e.g. a ``tf.ones_like`` image: "XNNPack delegate failed to reshape runtime", or a
+    CONCATENATION size mismatch).  One run at a small frame, once per export."""
+    from isp_tf.runtime.session import LiteRtSession
+
+    try:
+        session = LiteRtSession(data, threads=1)
+        hw = (side + step, side + 2 * step)
+        image = session.inputs[0]
+        feeds = [np.zeros((1, *hw, int(image["shape"][-1])), np.float32)]
+        feeds += [np.zeros([int(d) for d in detail["shape"]], np.float32) for detail in session.inputs[1:]]
+        out = session.run(*feeds)[0]
+    except (RuntimeError, ValueError, IspTfError):
+        return False
+    if out.ndim != 4:  # a per-frame part: one vector per frame
+        return True
+    scale = out.shape[1] // hw[0]
+    return scale >= 1 and tuple(out.shape[1:3]) == (scale * hw[0], scale * hw[1])
+
+
 def export_entry(renderer, root: pathlib.Path, side: int, weights_sha256: str) -> pathlib.Path:
     """Export ``renderer`` (a Keras :class:`~isp_tf.infer.pipeline.NetworkRenderer`) into the
     cache folder of its key and return that folder (already there: returned as it is)."""
@@ -151,15 +187,22 @@ def export_entry(renderer, root: pathlib.Path, side: int, weights_sha256: str) -
         forward = renderer.spec.forward
         scale, name, config = forward.output_scale, renderer.name, renderer.config
         data = _convert(renderer.runner.model, trace, scale, name, config, tmp / "model.tflite")
+        probe = max(step, renderer.spec.size_multiple)
+        resizable = _resizable(data, trace, probe)
         if renderer.per_frame is not None:
-            _convert(renderer.per_frame, trace, scale, name, config, tmp / "per_frame.tflite")
+            per_frame = _convert(renderer.per_frame, trace, scale, name, config, tmp / "per_frame.tflite")
+            resizable = resizable and _resizable(per_frame, trace, probe)  # fed frames padded to the multiple
         manifest, why_not = None, None
-        try:
-            write_manifest(data, footprint.geometry, tmp / "tiled.tiling.json", core=step, max_passes=16,
-                           source={"model": renderer.name, "precision": "fp32", "config": renderer.config})
-            manifest = "tiled.tiling.json"
-        except (TilingError, RuntimeError, ValueError) as exc:
-            why_not = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if not resizable:
+            why_not = ("the traced graph holds its trace size (a layer reads its input's shape), LiteRT "
+                       "cannot re-plan it for other frame or tile sizes")
+        else:
+            try:
+                write_manifest(data, footprint.geometry, tmp / "tiled.tiling.json", core=step, max_passes=16,
+                               source={"model": renderer.name, "precision": "fp32", "config": renderer.config})
+                manifest = "tiled.tiling.json"
+            except (TilingError, RuntimeError, ValueError) as exc:
+                why_not = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         entry = {
             "format": CACHE_FORMAT, "key": key, "model": renderer.name, "config": renderer.config,
             "weights": str(renderer.weights), "weights_sha256": weights_sha256, "export_side": side,
@@ -168,7 +211,7 @@ def export_entry(renderer, root: pathlib.Path, side: int, weights_sha256: str) -
             "geometry": footprint.geometry.to_dict(), "passes": footprint.passes,
             "vectors": [{"name": p.name, "channels": p.channels, "from_raw": _function_name(p.from_raw)}
                         for p in renderer.vector_ports],
-            "model_file": "model.tflite",
+            "model_file": "model.tflite", "resizable": resizable,
             "per_frame": "per_frame.tflite" if renderer.per_frame is not None else None,
             "manifest": manifest, "manifest_error": why_not,
         }
@@ -251,12 +294,16 @@ class LiteRtRenderer:
 
     def vectors(self, raw, x) -> List[np.ndarray]:
         from isp_tf.infer.pipeline import frame_vectors
+        from isp_tf.tiling.planner import pad_to_multiple
 
         vectors = frame_vectors([_VectorPort(*v) for v in self._vectors], raw)
         if self.entry.get("per_frame"):
             if self._per_frame is None:
                 self._per_frame = self._session(self.entry["per_frame"])
-            vectors.append(self._per_frame.run(x[np.newaxis], *[v[np.newaxis] for v in vectors])[0][0])
+            # padded here, not in the graph: the per-frame part's own ReflectPadToMultiple (ParamISP) was
+            # traced at a multiple (no pad), and a pad fixed at the trace size fails XNNPACK's reshape
+            framed = pad_to_multiple(x, self.size_multiple)
+            vectors.append(self._per_frame.run(framed[np.newaxis], *[v[np.newaxis] for v in vectors])[0][0])
         return vectors
 
     def model_input(self, raw) -> np.ndarray:

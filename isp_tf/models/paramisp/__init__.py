@@ -84,7 +84,7 @@ SPEC = ModelSpec(
     stages=_stages(),
     qat_configs={"ParamSlices": "noop", "MinSizePad": "noop", "VectorSlice": "noop", "ELU": "output",
                  "CanoNet": "output", "UnCanoNet": "output", "OverExposureMask": "output", "PixelFeatures": "output",
-                 "LocalBlock": "sublayers", "StageEmbedding": "output", "ToneMapping": "output",
+                 "LocalBlock": "sublayers", "StageEmbedding": "output", "SubPixelUp": "output", "ToneMapping": "output",
                  "InverseNetwork": "noop"},
     # int8 (measured on the small preset with the exporter's conversion at API 29): EXP (ELU), ABS
     # (soft histograms, tone curve) and DIV (tone curve) have float32-only NNAPI kernels, MULs of

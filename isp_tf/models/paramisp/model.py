@@ -61,8 +61,8 @@ from isp_tf._keras import keras, tf
 from isp_tf.errors import InputShapeError
 from isp_tf.models.paramisp.layers import (ELU, OPTICS_FIELDS, PACKAGE, PARAMS_SIZE, TONE_PARAMS, CanoNet,
                                            LocalBlock, MinSizePad, OverExposureMask, ParamSlices, PixelFeatures,
-                                           ReflectPadToMultiple, StageEmbedding, ToneMapping, UnCanoNet,
-                                           VectorSlice)
+                                           ReflectPadToMultiple, StageEmbedding, SubPixelUp, ToneMapping,
+                                           UnCanoNet, VectorSlice)
 
 __all__ = ["InverseNetwork", "build_paramisp", "build_paramisp_inverse", "inverse_of", "per_frame_size",
            "split_paramisp"]
@@ -127,7 +127,7 @@ def _layers(cfg) -> Dict[str, keras.layers.Layer]:
         L[f"local_block{k}"] = LocalBlock(c, 2, name=f"local_block{k}")
     for s in range(cfg["scales"]):
         L[f"local_down{s}"] = keras.layers.Conv2D(c, 2, strides=2, name=f"local_down{s}")
-        L[f"local_up{s}"] = keras.layers.Conv2DTranspose(c, 2, strides=2, name=f"local_up{s}")
+        L[f"local_up{s}"] = SubPixelUp(c, 2, strides=2, name=f"local_up{s}")
         L[f"local_skip{s}"] = keras.layers.Add(name=f"local_skip{s}")
     L["local_tail"] = keras.layers.Conv2D(3, 3, padding="same", name="local_tail",
                                           kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3))
