@@ -12,6 +12,8 @@
   stages ``pretrain``, ``finetune`` (``--camera NAME``) and ``joint``;
 * ``experiment.py``: true vs shuffled camera parameters on held-out data;
 * ``recipe.json``: the authors' schedule per stage.
+* ``weights/paramisp_small_reference.*``: the small preset's reference weights, trained
+  here on the simulated cameras (the JSON records the commands, seed and figures).
 
 Directions: ``forward`` (packed Bayer + params -> sRGB at twice the packed
 size) and ``inverse`` (sRGB + params -> RGGB mosaic at the same size).  Both
@@ -80,7 +82,7 @@ SPEC = ModelSpec(
              "small": {"width": 8, "blocks": 1, "scales": 2, "stages": 2, "global_convs": 2, "bins": [4]}},
     published_parameters=1_419_770,
     recipe="recipe.json",
-    weights=None,
+    weights="paramisp_small_reference.weights.h5",  # the small preset, trained here (weights/*.json)
     stages=_stages(),
     qat_configs={"ParamSlices": "noop", "MinSizePad": "noop", "VectorSlice": "noop", "ELU": "output",
                  "CanoNet": "output", "UnCanoNet": "output", "OverExposureMask": "output", "PixelFeatures": "output",
