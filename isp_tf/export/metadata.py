@@ -9,13 +9,13 @@ also gets its tiling geometry and the manifest of exact tiled execution
 from __future__ import annotations
 
 import datetime
-import hashlib
 import pathlib
 from typing import Optional
 
 import numpy as np
 
 from isp_tf.errors import IspTfError
+from isp_tf.utils import file_sha256
 
 __all__ = ["build_metadata", "tile_info"]
 
@@ -139,7 +139,7 @@ def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_h
         "model": spec.name,
         "config": loaded.config,
         "weights": loaded.weights,
-        "weights_sha256": _sha256(loaded.weights) if loaded.weights else None,
+        "weights_sha256": file_sha256(loaded.weights) if loaded.weights else None,
         "qat": loaded.qat,
         "precision": precision,
         "io": io,
@@ -162,9 +162,3 @@ def build_metadata(tflite: bytes, spec, loaded, precision, io, frame_hw, input_h
     return meta
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

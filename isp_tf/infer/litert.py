@@ -60,6 +60,7 @@ from typing import List, Optional
 import numpy as np
 
 from isp_tf.errors import IspTfError, MissingFileError
+from isp_tf.utils import file_sha256
 
 __all__ = ["AUTO_CORE", "CACHE_FORMAT", "EXPORT_SIDE", "LiteRtRenderer", "cache_root", "entry_key",
            "export_entry", "load_renderer"]
@@ -78,14 +79,6 @@ def cache_root(cache=None) -> pathlib.Path:
         return pathlib.Path(cache)
     base = os.environ.get("ISP_TF_CACHE")
     return (pathlib.Path(base) if base else pathlib.Path.home() / ".cache" / "isp_tf") / "infer"
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _digest(obj) -> str:
@@ -363,7 +356,7 @@ def load_renderer(model: Optional[str] = None, weights=None, *, tile="auto", cac
     try:
         known = json.loads(alias.read_text())
         path = pathlib.Path(known["weights"])
-        folder = root / entry_key(_sha256(path), side)
+        folder = root / entry_key(file_sha256(path), side)
         entry = json.loads((folder / ENTRY).read_text())
         if model is None or entry["model"] == model:
             return LiteRtRenderer(folder, threads)
@@ -378,7 +371,7 @@ def load_renderer(model: Optional[str] = None, weights=None, *, tile="auto", cac
     if log:
         log(f"first run of {keras_renderer.weights.name} on LiteRT: exporting {keras_renderer.name} to FP32 "
             f"TFLite once, into {root} (later runs start from there)")
-    folder = export_entry(keras_renderer, root, side, _sha256(keras_renderer.weights))
+    folder = export_entry(keras_renderer, root, side, file_sha256(keras_renderer.weights))
     alias.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(alias, "w") as f:
         json.dump({"model": model, "weights": str(keras_renderer.weights.resolve())}, f)

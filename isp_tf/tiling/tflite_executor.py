@@ -330,15 +330,8 @@ class PassSession:
 
     def plan(self, height: int, width: int) -> List[Tile]:
         """The tiles of an (unpadded) ``height`` x ``width`` frame (sets ``tiles``, ``tile_input``)."""
-        side = self.geometry.min_side
-        if min(height, width) < side:
-            raise InputShapeError(f"input of {height}x{width} px is smaller than one tile of this model "
-                                  f"({side}x{side} input px)")
-        h, w = padded_size(height, width, self.geometry.size_multiple)
-        if (h, w) not in self._plans:
-            geometry = Geometry(**{**self.geometry.__dict__, "align": self.align})
-            self._plans[(h, w)] = plan_tiles(h, w, self.core, geometry)
-        self.tile_list = self._plans[(h, w)]
+        geometry = Geometry(**{**self.geometry.__dict__, "align": self.align})
+        _, _, self.tile_list = _cached_plan(self._plans, height, width, self.core, geometry)
         self.tiles = len(self.tile_list)
         self.tile_input = list(largest_box(self.tile_list))
         return self.tile_list
@@ -440,6 +433,18 @@ class PassSession:
 # ----------------------------------------------------------------------------
 #: how float tensors kept between segments are stored (integer tensors keep the graph's int8)
 STORAGE_DTYPES = ("float32", "float16")
+
+
+def _cached_plan(plans: dict, height: int, width: int, core: int, geometry: Geometry):
+    """``(padded h, padded w, tiles)`` of an unpadded frame, planned once per padded size in ``plans``."""
+    side = geometry.min_side
+    if min(height, width) < side:
+        raise InputShapeError(f"input of {height}x{width} px is smaller than one tile of this model "
+                              f"({side}x{side} input px)")
+    h, w = padded_size(height, width, geometry.size_multiple)
+    if (h, w) not in plans:
+        plans[(h, w)] = plan_tiles(h, w, core, geometry)
+    return h, w, plans[(h, w)]
 
 
 def _batched_frame(frame, detail) -> Tuple[np.ndarray, bool]:
@@ -618,14 +623,7 @@ class TiledSession:
     # -- the plan --------------------------------------------------------------
     def plan(self, height: int, width: int) -> List[Tile]:
         """The tiles of an (unpadded) ``height`` x ``width`` frame (sets ``tiles``, ``tile_input``)."""
-        side = self.geometry.min_side
-        if min(height, width) < side:
-            raise InputShapeError(f"input of {height}x{width} px is smaller than one tile of this model "
-                                  f"({side}x{side} input px)")
-        h, w = padded_size(height, width, self.geometry.size_multiple)
-        if (h, w) not in self._plans:
-            self._plans[(h, w)] = plan_tiles(h, w, self.core, self.geometry)
-        self.tile_list = self._plans[(h, w)]
+        h, w, self.tile_list = _cached_plan(self._plans, height, width, self.core, self.geometry)
         self.tiles = len(self.tile_list)
         self.frame_hw = (h, w)
         boxes = [self._box(t, halo) for t in self.tile_list for halo in self.halos]
