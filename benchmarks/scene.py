@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from isp_tf.raw.image import RawImage
+from isp_tf.raw.image import Exif, RawImage
 
 #: metadata of the synthetic sensor (10-bit, RGGB, like the IMX586 MicroISP was trained on)
 BLACK_LEVEL = 64
 WHITE_LEVEL = 1023
 WB_GAINS = (2.0, 1.0, 1.6)
+#: shooting parameters of a phone camera in daylight (ParamISP's camera-parameter input reads them)
+EXIF = Exif(iso=100, exposure_time=1 / 100, f_number=1.8, focal_length=4.7)
 
 
 def synthetic_packed(height: int, width: int, seed: int = 0, channels: int = 4) -> np.ndarray:
@@ -57,4 +59,4 @@ def synthetic_raw(height: int, width: int, seed: int = 0) -> RawImage:
         bayer=bayer, cfa_pattern="RGGB",
         black_level=np.full(4, BLACK_LEVEL, np.float32), white_level=float(WHITE_LEVEL),
         wb_gains=np.asarray(WB_GAINS, np.float32), cam_to_xyz=cam_to_xyz_from_cam_to_srgb(cam_to_srgb),
-        cam_to_srgb=cam_to_srgb, camera="isp_tf synthetic")
+        cam_to_srgb=cam_to_srgb, exif=EXIF, camera="isp_tf synthetic")
