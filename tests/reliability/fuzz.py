@@ -34,6 +34,8 @@ import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 SEEDS = HERE / "fuzz_seeds"
+#: address-space cap of a fuzz run (MB): numpy + rawpy + atheris need about 1.5 GB of it
+FUZZ_ADDRESS_SPACE_MB = 8192
 CRASHES = HERE / "fuzz_crashes"
 TARGETS = ("raw", "tflite")
 sys.path.insert(0, str(HERE.parents[1]))
@@ -122,7 +124,16 @@ def fuzz(target: str, runs: int = 0, seconds: int = 0, artifacts=None, seed: int
     work = pathlib.Path(tempfile.mkdtemp(prefix=f"isp_tf_fuzz_{target}_corpus_"))  # new inputs go here
     artifacts = pathlib.Path(artifacts or tempfile.mkdtemp(prefix="isp_tf_fuzz_artifacts_"))
     artifacts.mkdir(parents=True, exist_ok=True)
-    args = [sys.argv[0], f"-seed={seed}", "-timeout=20", "-rss_limit_mb=3072", "-max_len=8192",
+    # libFuzzer's -rss_limit_mb reads ru_maxrss, which a child inherits from the process that forked it
+    # (a test session at 3 GB reads as out of memory before the first input); cap the address space
+    # instead, so a runaway allocation in the parser fails as MemoryError, which the target reports.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = FUZZ_ADDRESS_SPACE_MB << 20
+    if hard == resource.RLIM_INFINITY or hard > limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    args = [sys.argv[0], f"-seed={seed}", "-timeout=20", "-rss_limit_mb=0", "-max_len=8192",
             f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
     args += [f"-runs={runs}"] if runs else []
     args += [f"-max_total_time={seconds}"] if seconds else []
