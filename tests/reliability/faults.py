@@ -80,9 +80,20 @@ def _env() -> Dict[str, str]:
     return env
 
 
+def _as_from_a_terminal(preexec=None):
+    """A child that gets Ctrl-C as a user at a terminal would: a test session started in the background
+    (``cmd &``, nohup) hands its children SIGINT ignored, and the trainer rightly leaves an ignored SIGINT
+    alone, so the SIGINT scenario would test nothing."""
+    def run():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec:
+            preexec()
+    return run
+
+
 def _python(code: str, *, prefix=(), preexec=None) -> subprocess.CompletedProcess:
     return subprocess.run([*prefix, sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT, preexec_fn=preexec)
+                          text=True, timeout=TIMEOUT, preexec_fn=_as_from_a_terminal(preexec))
 
 
 def _sha(path: pathlib.Path) -> str:

@@ -84,6 +84,30 @@ def test_published_files_get_normal_permissions(tmp_path):
 
 def test_first_ctrl_c_is_a_flag_read_between_steps_and_the_second_stops_at_once():
     import signal
+
+    # as at a terminal, whatever this session inherited (started in the background, SIGINT is ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _check_first_and_second_ctrl_c()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    import signal
+
+    from isp_tf.train.trainer import _Interrupt
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup, or a job started with '&'
+    try:
+        with _Interrupt().installed():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_first_and_second_ctrl_c():
+    import signal
     import threading
 
     from isp_tf.train.trainer import _Interrupt
