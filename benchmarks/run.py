@@ -149,13 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untimed runs after the first one (the first run is always untimed: reported as first_s)")
     p.add_argument("--tile", default=None, metavar="auto|N",
                    help="also run tiled: core side N in packed input pixels (rounded up to the model's core "
-                        "step, MicroISP: 81), or auto: the largest core whose activations fit --tile-budget-mb")
+                        "step, MicroISP: 81), or auto: the core python -m isp_tf.infer picks (sized for the threads and the "
+                        "L2 cache, within --tile-budget-mb; see python -m benchmarks.tile_sweep)")
     p.add_argument("--tile-storage", default="float32", choices=("float32", "float16"),
                    help="how tiled runs keep float tensors between segments (int8 models keep int8)")
     p.add_argument("--tile-models", default=None, metavar="M1,M2",
                    help="run tiled only for these --models entries (default: all of them)")
     p.add_argument("--tile-budget-mb", type=float, default=300.0,
-                   help="memory budget of one tile's activations for --tile auto (isp_tf.tiling.planner.auto_core)")
+                   help="memory budget of one tile's activations for --tile auto (its core: "
+                        "isp_tf.tiling.planner.cache_core, by the threads and the L2 cache, within this)")
     p.add_argument("--modes", default=None,
                    help="comma-separated whole,tiled (default: whole, plus tiled when --tile is given)")
     p.add_argument("--runtime", default="xnnpack",
@@ -339,14 +341,16 @@ class TilingTooCostly(IspTfError):
     """The model needs so many statistics passes that tiled inference is not worth timing."""
 
 
-def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb: float = 300.0) -> Dict:
+def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb: float = 300.0,
+                   threads: int = 2) -> Dict:
     """What a worker needs to run ``choice`` tiled on a frame of ``model_in_hw`` (packed px).
 
     Analyses the Keras model's tiling variant (:func:`isp_tf.tiling.analysis.analyze`),
     writes the tile manifest and pass models of the exported ``.tflite``
     (:func:`isp_tf.tiling.manifest.write_manifest`, once per export) and picks
-    the core: ``tile="auto"`` (:func:`isp_tf.tiling.planner.auto_core` for tiles
-    whose activations fit ``budget_mb``) or a core side in packed pixels
+    the core: ``tile="auto"`` (:func:`isp_tf.tiling.planner.cache_core` for
+    ``threads``, capped to tiles whose activations fit ``budget_mb``, the core
+    ``python -m isp_tf.infer`` runs) or a core side in packed pixels
     (rounded up to the core step).  The worker plans and runs the tiles with
     :class:`isp_tf.tiling.tflite_executor.TiledSession`.
     """
@@ -355,7 +359,7 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     from benchmarks import models as bm
     from isp_tf.tiling.analysis import analyze
     from isp_tf.tiling.manifest import read_manifest, write_manifest
-    from isp_tf.tiling.planner import auto_core, round_core
+    from isp_tf.tiling.planner import cache_core, round_core
     from isp_tf.tiling.tflite_executor import expose_global_stats
 
     from isp_tf.models import get_spec
@@ -377,7 +381,8 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     align = int(manifest["geometry"]["align"])
     h, w = int(model_in_hw[0]), int(model_in_hw[1])
     if tile == "auto":
-        core = auto_core(dataclasses.replace(footprint, align=align), budget_mb * 2 ** 20, (h, w))
+        core = cache_core(dataclasses.replace(footprint, align=align), threads, budget_bytes=budget_mb * 2 ** 20,
+                          frame_hw=(h, w))
     else:
         core = round_core(int(tile), footprint.core_step)
     return {"manifest": str(manifest_path), "core": core, "halo": footprint.halo, "align": align,
@@ -516,7 +521,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                             try:
                                 spec["tiling"] = prepare_tiling(choice, model_in, args.tile, workdir,
                                                                 exported_whole=path,
-                                                                budget_mb=args.tile_budget_mb)
+                                                                budget_mb=args.tile_budget_mb,
+                                                                threads=harness.threads)
                             except IspTfError as exc:
                                 status = "skipped" if isinstance(exc, TilingTooCostly) else "error"
                                 harness.add(base, {"status": status, "message": str(exc)})

@@ -41,10 +41,10 @@ shape is folded into a constant) gets no tile manifest, and ``python -m
 isp_tf.infer`` runs the Keras engine for it and says why.
 
 **Tiles.**  ``tile=0`` runs the whole frame in one LiteRT session; an int is
-the core side in model-input pixels; ``"auto"`` (default) tiles with
-:data:`AUTO_CORE`-px cores once the frame is larger than one such tile
-(bounded memory: XNNPACK keeps per-pixel buffers for every 3x3 convolution,
-MicroISP's whole 12 MP frame needs over 4 GB).
+the core side in model-input pixels; ``"auto"`` (default) tiles once the frame is larger than one tile, with the
+core :func:`isp_tf.tiling.planner.cache_core` picks for the threads, the L2
+cache and the free memory (bounded memory: XNNPACK keeps per-pixel buffers
+for every 3x3 convolution, MicroISP's whole 12 MP frame needs over 4 GB).
 """
 from __future__ import annotations
 
@@ -62,14 +62,13 @@ import numpy as np
 from isp_tf.errors import IspTfError, MissingFileError
 from isp_tf.utils import file_sha256
 
-__all__ = ["AUTO_CORE", "CACHE_FORMAT", "EXPORT_SIDE", "LiteRtRenderer", "cache_root", "entry_key",
+__all__ = ["CACHE_FORMAT", "EXPORT_SIDE", "LiteRtRenderer", "cache_root", "entry_key",
            "export_entry", "load_renderer"]
 
-CACHE_FORMAT = 2  # 2: 'resizable' probed; per-frame parts fed frames padded to the size multiple
+CACHE_FORMAT = 3  # 2: 'resizable' probed; per-frame parts fed frames padded to the size multiple;
+#                  3: 'bytes_per_pixel' for tile="auto" (planner.cache_core)
 #: model-input side the cached model is traced at for ``tile="auto"`` / ``0`` (resized per tile)
 EXPORT_SIDE = 256
-#: core side (model-input px) of ``tile="auto"`` on LiteRT, rounded up to the model's core step
-AUTO_CORE = 162
 ENTRY = "entry.json"
 
 
@@ -202,6 +201,7 @@ def export_entry(renderer, root: pathlib.Path, side: int, weights_sha256: str) -
             "trace_side": trace, "image_input": forward.image_input.kind, "output_scale": forward.output_scale,
             "size_multiple": forward.size_multiple, "min_side": footprint.min_side,
             "geometry": footprint.geometry.to_dict(), "passes": footprint.passes,
+            "bytes_per_pixel": footprint.bytes_per_pixel,
             "vectors": [{"name": p.name, "channels": p.channels, "from_raw": _function_name(p.from_raw)}
                         for p in renderer.vector_ports],
             "model_file": "model.tflite", "resizable": resizable,
@@ -273,11 +273,15 @@ class LiteRtRenderer:
     # -- the renderer interface ------------------------------------------------
     def core_for(self, tile, hw) -> Optional[int]:
         """The core side of ``tile`` for a frame of ``hw`` model-input px (``None``: whole frame)."""
-        from isp_tf.tiling.planner import round_core
+        from isp_tf.tiling.planner import Footprint, cache_core, padded_size, round_core
 
         if tile in (None, 0, "0"):
             return None
-        core = round_core(AUTO_CORE if tile == "auto" else int(tile), self.geometry.core_step)
+        if tile == "auto":
+            footprint = Footprint.of_geometry(self.geometry, self.entry["bytes_per_pixel"])
+            core = cache_core(footprint, self.threads, frame_hw=padded_size(*hw, self.geometry.size_multiple))
+        else:
+            core = round_core(int(tile), self.geometry.core_step)
         if tile == "auto" and max(hw) <= core + 2 * self.geometry.halo:
             return None  # one tile anyway: the whole frame is cheaper
         return core

@@ -30,7 +30,7 @@ import numpy as np
 from isp_tf._keras import keras, tf
 from isp_tf.layers.global_stats import GlobalStatsLayer
 from isp_tf.tiling import analysis
-from isp_tf.tiling.planner import TilingError
+from isp_tf.tiling.planner import TilingError, segment_box
 
 __all__ = ["KerasSegment", "KerasSegments", "keras_segments"]
 
@@ -286,7 +286,7 @@ def run_segments(plan: KerasSegments, frame: np.ndarray, vectors, tiles, progres
             cy0, cx0, cy1, cx1 = tile.core
             if segment.outputs:
                 halo = segment.halo
-                box = (max(0, cy0 - halo), max(0, cx0 - halo), min(h, cy1 + halo), min(w, cx1 + halo))
+                box = segment_box(tile.core, halo, (h, w))
                 ins = []
                 for i in segment.inputs:
                     y0, x0, y1, x1 = rows(i, box)

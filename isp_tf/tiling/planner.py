@@ -39,8 +39,8 @@ import numpy as np
 from isp_tf.errors import IspTfError
 
 __all__ = ["Footprint", "Geometry", "Span", "Tile", "TilingError", "auto_core", "axis_spans",
-           "box_lead", "largest_box", "lcm", "memory_budget", "pad_to_multiple", "padded_size",
-           "plan_tiles", "round_core"]
+           "box_lead", "cache_core", "cpu_caches", "largest_box", "lcm", "memory_budget", "pad_to_multiple", "padded_size",
+           "plan_tiles", "round_core", "segment_box"]
 
 
 class TilingError(IspTfError, ValueError):
@@ -144,6 +144,15 @@ class Footprint:
         if not self.output_scales:
             object.__setattr__(self, "output_scales", (int(self.output_scale),))
 
+    @classmethod
+    def of_geometry(cls, geometry: "Geometry", bytes_per_pixel: float) -> "Footprint":
+        """What the planner needs of a model known by its :class:`Geometry` and activation bytes per
+        pixel only (a manifest, a cache entry): no statistics groups, the halo as the radius."""
+        return cls(halo=geometry.halo, radius=float(geometry.halo), stride=geometry.stride,
+                   core_step=geometry.core_step, output_scale=geometry.output_scales[0], groups=(),
+                   bytes_per_pixel=float(bytes_per_pixel), size_multiple=geometry.size_multiple,
+                   min_side=geometry.min_side, align=geometry.align, output_scales=geometry.output_scales)
+
     @property
     def passes(self) -> int:
         """Model runs per tile: one per statistics group plus the final pass."""
@@ -235,6 +244,31 @@ def plan_tiles(height: int, width: int, core: int, geometry) -> List[Tile]:
             for r in rows for c in cols]
 
 
+def segment_box(core: Sequence[int], halo: int, frame_hw: Sequence[int]) -> Tuple[int, int, int, int]:
+    """What a segment's local model reads for ``core`` (``(y0, x0, y1, x1)``): the core plus ``halo`` on
+    each side, **shifted inside** the frame at its edges rather than cut there.
+
+    Every core of full size then has a box of one size (core + 2 halo) wherever it lies, so a LiteRT
+    interpreter keeps its shape from tile to tile (a resize re-plans XNNPACK: ~7 ms per segment model
+    and tile at MicroISP's 12 MP, measured).  Exactness holds: an edge core still starts or ends on the
+    frame's edge, where the model's own padding is the whole frame's, and has at least ``halo`` pixels
+    of context on its inner side (more is harmless).  The extra inner pixels cost ``halo`` rows or
+    columns of an edge tile, so an axis whose core is under eight halos is cut at the edge instead
+    (the extra work would outweigh a resize).  Aligned like the core: a core boundary, the halo and
+    the (padded) frame size are all on the stride grid."""
+    out = []
+    for start, end, length in ((core[0], core[2], frame_hw[0]), (core[1], core[3], frame_hw[1])):
+        start, end, length, halo = int(start), int(end), int(length), int(halo)
+        if end - start < 8 * halo:
+            out.append((max(0, start - halo), min(length, end + halo)))
+            continue
+        size = min(length, end - start + 2 * halo)
+        first = min(max(0, start - halo), length - size)
+        out.append((first, first + size))
+    (y0, y1), (x0, x1) = out
+    return y0, x0, y1, x1
+
+
 def largest_box(tiles: Sequence[Tile]) -> Tuple[int, int]:
     """The largest (h, w) of the tiles' statistics boxes (the larger of each tile's two boxes)."""
     return (max(t.stats_box[2] - t.stats_box[0] for t in tiles),
@@ -295,3 +329,63 @@ def auto_core(footprint, budget_bytes: Optional[float] = None, frame_hw: Optiona
                 break
             core -= step
     return core
+
+
+# ----------------------------------------------------------------------------
+# speed: tiles sized for the caches and the threads
+# ----------------------------------------------------------------------------
+def cpu_caches(cpu: int = 0) -> dict:
+    """``{"L1d": bytes, "L2": bytes, "L3": bytes}`` of ``cpu`` from Linux's sysfs (levels it does not
+    list are left out; ``{}`` elsewhere).  L1/L2 are per core here, L3 is shared."""
+    import glob
+    import os
+
+    caches = {}
+    for folder in sorted(glob.glob(f"/sys/devices/system/cpu/cpu{cpu}/cache/index*")):
+        try:
+            level = open(os.path.join(folder, "level")).read().strip()
+            kind = open(os.path.join(folder, "type")).read().strip()
+            size = open(os.path.join(folder, "size")).read().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(size[-1:].upper(), 1)
+        digits = size[:-1] if size[-1:].isalpha() else size
+        if digits.isdigit():
+            caches[f"L{level}" + ("d" if level == "1" else "")] = int(digits) * scale
+    return caches
+
+
+#: one tile's activation bytes per thread, in L2 sizes, that ``tile="auto"`` aims at
+L2_MULTIPLE = 8
+#: the L2 per core assumed where sysfs does not tell (bytes)
+DEFAULT_L2 = 1024 ** 2
+
+
+def cache_core(footprint, threads: int = 1, caches: Optional[dict] = None,
+               budget_bytes: Optional[float] = None, frame_hw: Optional[Sequence[int]] = None) -> int:
+    """The core ``tile="auto"`` runs: tiles sized for the caches and the threads, within the memory.
+
+    A tile's activations (``footprint.bytes_per_pixel`` x its box) are aimed at
+    :data:`L2_MULTIPLE` x the L2 of a core x ``threads``: each of ``threads``
+    threads gets its share of every op of the tile, and one op's input and output
+    are a fraction (about an eighth, MicroISP) of all the tile's live tensors, so
+    each thread's part of an op stays in its own L2 while the halo's extra work
+    and the per-tile overheads stay small.  Measured on MicroISP at 12 MP
+    (``python -m benchmarks.tile_sweep``; benchmarks/results/tile_sweep_12mp.md):
+    latency is flat within 4 % for cores of 162-324 px at 1 and 2 threads, and
+    rises by 25-100 % from 486 px on (the tile's tensors leave the caches); this
+    rule picks 162 px for 1 thread and 243 px for 2 with a 2 MiB L2.  The last
+    level cache is not used: a virtual machine reports the whole socket's (480 MiB
+    here), not the share its cores get.  Then :func:`auto_core` caps it by
+    ``budget_bytes`` (default :func:`memory_budget`; ``math.inf``: no cap) for ``frame_hw``.
+    """
+    caches = cpu_caches() if caches is None else caches
+    l2 = int(caches.get("L2") or DEFAULT_L2)
+    step = int(footprint.core_step)
+    side = math.sqrt(L2_MULTIPLE * l2 * max(1, int(threads)) / max(float(footprint.bytes_per_pixel), 1e-9))
+    by_cache = max(step, int(side - 2 * int(footprint.halo)) // step * step)  # a segment box: core + 2 halos
+    if budget_bytes == math.inf:
+        return by_cache
+    return min(by_cache, auto_core(footprint, budget_bytes, frame_hw))

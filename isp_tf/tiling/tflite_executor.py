@@ -47,7 +47,7 @@ import numpy as np
 from isp_tf.errors import InputShapeError, IspTfError
 from isp_tf.runtime.session import LiteRtSession, check_runtime, dequantize, quantize
 from isp_tf.tiling.planner import (Geometry, Tile, TilingError, lcm, largest_box, pad_to_multiple, padded_size,
-                                   plan_tiles, round_core)
+                                   plan_tiles, round_core, segment_box)
 
 __all__ = ["TILED_RUNTIMES", "PassSession", "TiledSession", "expose_global_stats", "pass_models", "stats_alignment"]
 
@@ -471,27 +471,52 @@ def _batched_vector(vector, detail) -> np.ndarray:
 
 
 class _Part:
-    """One segment model on an interpreter: raw (already quantised) arrays in and out."""
+    """One segment model: raw (already quantised) arrays in and out.
 
-    def __init__(self, model, threads, runtime, quiet):
-        self.session = LiteRtSession(model, threads, runtime, quiet=quiet)
-        self.interpreter = self.session.interpreter
-        self.inputs = self.session.inputs
-        self.outputs = self.session.outputs
-        self.shapes = None
+    Keeps up to ``shapes`` interpreters, one per input shape, least recently used replaced: a row of
+    tiles has two box shapes (full cores and the last, wider or narrower one), so with two no tile of a
+    row resizes an interpreter (each resize re-plans XNNPACK; see :func:`segment_box`).  The price is
+    a second activation arena per segment model."""
 
-    def run(self, arrays) -> List[np.ndarray]:
-        shapes = [tuple(a.shape) for a in arrays]
-        it = self.interpreter
-        if shapes != self.shapes:
+    def __init__(self, model, threads, runtime, quiet, shapes: int = 2):
+        self.args = (model, threads, runtime, quiet)
+        first = LiteRtSession(model, threads, runtime, quiet=quiet)
+        self.inputs = first.inputs
+        self.outputs = first.outputs
+        self.limit = max(1, int(shapes))
+        self.by_shape: Dict[tuple, object] = {}  # input shapes -> interpreter, oldest first
+        self.spare = [first.interpreter]
+        self.resizes = 0
+
+    def _interpreter(self, shapes):
+        it = self.by_shape.pop(shapes, None)
+        if it is None:
+            if self.spare:
+                it = self.spare.pop()
+            elif len(self.by_shape) < self.limit:
+                model, threads, runtime, quiet = self.args
+                it = LiteRtSession(model, threads, runtime, quiet=quiet).interpreter
+            else:
+                it = self.by_shape.pop(next(iter(self.by_shape)))
             for d, shape in zip(self.inputs, shapes):
                 it.resize_tensor_input(d["index"], list(shape), strict=False)
             it.allocate_tensors()
-            self.shapes = shapes
+            self.resizes += 1
+        self.by_shape[shapes] = it  # now the most recent
+        return it
+
+    def run(self, arrays, consume=None) -> Optional[List[np.ndarray]]:
+        """Invoke on ``arrays`` (any layout; cast to the input's dtype as they are copied in).
+        Returns copies of the outputs, or, with ``consume``, calls ``consume(views)`` with views of
+        the interpreter's own buffers (copy what you keep: they are reused by the next run)."""
+        it = self._interpreter(tuple(tuple(a.shape) for a in arrays))
         for d, a in zip(self.inputs, arrays):
-            it.set_tensor(d["index"], a)
+            it.tensor(d["index"])()[...] = a  # one copy, straight into the interpreter's buffer
         it.invoke()
-        return [it.get_tensor(d["index"]) for d in self.outputs]
+        if consume is None:
+            return [it.get_tensor(d["index"]) for d in self.outputs]
+        consume([it.tensor(d["index"])() for d in self.outputs])  # views gone before the next invoke
+        return None
 
 
 def _to_input(detail, array, store=None) -> np.ndarray:
@@ -499,7 +524,9 @@ def _to_input(detail, array, store=None) -> np.ndarray:
     are, floats are quantised for an integer input, cast for a float one."""
     dtype = np.dtype(detail["dtype"])
     if array.dtype == dtype and np.issubdtype(dtype, np.integer):
-        return np.ascontiguousarray(array)
+        return array
+    if np.issubdtype(dtype, np.floating) and np.issubdtype(array.dtype, np.floating):
+        return array  # cast as it is copied into the interpreter (:meth:`_Part.run`)
     if np.issubdtype(array.dtype, np.integer) and store is not None:  # an int store into a float input
         array = (array.astype(np.float32) - store.zero_point) * store.scale
     return np.ascontiguousarray(quantize(detail, array))
@@ -631,9 +658,7 @@ class TiledSession:
         return self.tile_list
 
     def _box(self, tile: Tile, halo: int):
-        h, w = self.frame_hw
-        cy0, cx0, cy1, cx1 = tile.core
-        return max(0, cy0 - halo), max(0, cx0 - halo), min(h, cy1 + halo), min(w, cx1 + halo)
+        return segment_box(tile.core, halo, self.frame_hw)
 
     def calls(self, height: int, width: int) -> List[Tuple[object, List[List[Tuple[int, ...]]]]]:
         """Per model, ``(model, [input shapes of each call])``: what one frame runs (MAC counts)."""
@@ -727,6 +752,26 @@ class TiledSession:
                 return _to_input(detail, fixed[k])
             return _to_input(detail, given[k])
 
+        def write_cores(store_ids, details, views, box, tile, r):
+            """A local model's outputs (views of its buffers) -> the cores of their stores."""
+            for sid, y, d in zip(store_ids, views, details):
+                st = plan.stores[sid]
+                if sid not in data:
+                    dtype = self._store_dtype(st)
+                    data[sid] = (np.empty((1, int(h / st.jump), int(w / st.jump), y.shape[-1]), dtype)
+                                 if st.output is not None else
+                                 _Bands(rows, st.jump, int(w / st.jump), int(y.shape[-1]), dtype))
+                by0, bx0 = (int(v / st.jump) for v in box[:2])
+                cy0, cx0, cy1, cx1 = (int(v / st.jump) for v in tile.core)
+                part = y[:, cy0 - by0:cy1 - by0, cx0 - bx0:cx1 - bx0]
+                store = data[sid]
+                target = store.band(r, cx0, cx1) if isinstance(store, _Bands) else \
+                    store[:, cy0:cy1, cx0:cx1]
+                if np.issubdtype(target.dtype, np.integer):
+                    target[...] = part
+                else:
+                    target[...] = dequantize(d, part)
+
         self.segment_seconds = []
         for seg, (local, parts) in enumerate(plan.segments):
             started = time.perf_counter()
@@ -743,26 +788,7 @@ class TiledSession:
                     if lp is not None:
                         box = self._box(tile, halo)
                         arrays = [value(f, box, d) for f, d in zip(local.inputs, lp.inputs)]
-                        if lp.shapes != [a.shape for a in arrays]:
-                            self.resizes_per_frame += 1
-                        results = lp.run(arrays)
-                        for sid, y, d in zip(local.outputs, results, lp.outputs):
-                            st = plan.stores[sid]
-                            if sid not in data:
-                                dtype = self._store_dtype(st)
-                                data[sid] = (np.empty((1, int(h / st.jump), int(w / st.jump), y.shape[-1]), dtype)
-                                             if st.output is not None else
-                                             _Bands(rows, st.jump, int(w / st.jump), int(y.shape[-1]), dtype))
-                            by0, bx0 = (int(v / st.jump) for v in box[:2])
-                            cy0, cx0, cy1, cx1 = (int(v / st.jump) for v in tile.core)
-                            part = y[:, cy0 - by0:cy1 - by0, cx0 - bx0:cx1 - bx0]
-                            store = data[sid]
-                            target = store.band(r, cx0, cx1) if isinstance(store, _Bands) else \
-                                store[:, cy0:cy1, cx0:cx1]
-                            if np.issubdtype(target.dtype, np.integer):
-                                target[...] = part
-                            else:
-                                target[...] = dequantize(d, part)
+                        lp.run(arrays, lambda views: write_cores(local.outputs, lp.outputs, views, box, tile, r))
                     for spec, sp in zip(parts, sps):
                         if not self._counts(tile, spec):
                             continue
@@ -780,10 +806,11 @@ class TiledSession:
                             counts[k] += m.shape[1] * m.shape[2]
                 # rows no later tile of this segment reads: free them in stores read for the last time
                 if r + 1 < len(rows):
-                    keep_from = rows[r + 1][0] - halo
+                    keep_from = min(self._box(t, halo)[0] for t in tiles if t.core[0] == rows[r + 1][0])
                     for sid, store in data.items():
                         if isinstance(store, _Bands) and plan.stores[sid].last <= seg:
                             store.free_before(keep_from)
+            self.resizes_per_frame += sum(p.resizes for p in [lp, *sps] if p is not None)
             del lp, sps  # free this segment's interpreters before the next ones are opened
             for k in sums:
                 if counts[k] == 0:

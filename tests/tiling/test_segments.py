@@ -70,6 +70,11 @@ def test_reference_microisp_exact_at_a_fraction_of_the_pass_macs(reference):
     assert tiled.shape == whole.shape == (1, 2 * h, 2 * w, 3) and err <= TOL
     ratio = frame_macs(session, h, w) / macs.tflite_macs(reference, [1, h, w, 4])
     assert 1.0 < ratio <= 1.25
+    # every full core's box has one size (planner.segment_box) and each model keeps an interpreter per box
+    # shape of a row: at most two allocations per model and frame (each cut box had its own: ~4 per model)
+    models = sum(1 for local, parts in session.segment_plan.segments for m in [local, *parts]
+                 if m is not None and m.model is not None)
+    assert models <= session.resizes_per_frame <= 2 * models
     half = TiledSession(session.segment_plan, session.geometry, 162, threads=1, storage="float16")
     err16 = float(np.abs(half(x) - whole).max())
     print(f"\nreference MicroISP 405x486, core 162: MACs {ratio:.3f}x whole, max abs error fp32 stores "

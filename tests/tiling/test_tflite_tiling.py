@@ -40,8 +40,9 @@ def test_vector_input_tiled_equals_whole(vector_model, vector_tflite, vector_geo
     x = np.random.default_rng(5).random((61, 50, 4), dtype=np.float32)
     camera = np.array([0.5, 2.0, 1.2], np.float32)
     outs = session.run(x, camera)
-    # each segment reads its own halo: 1 px before the attention, 2 after it, 1 after the norm
-    assert session.tiles == 9 and session.halos == [1, 2, 1] and session.tile_input == [27, 22]
+    # each segment reads its own halo: 1 px before the attention, 2 after it, 1 after the norm; boxes are
+    # core + 2 halos, shifted inside the frame at its edges (planner.segment_box): the 25-px last core reads 29
+    assert session.tiles == 9 and session.halos == [1, 2, 1] and session.tile_input == [29, 22]
     reference = _keras_by_channels(vector_model, x, camera)
     assert sorted(o.shape for o in outs) == sorted(r.shape for r in reference.values())
     for o in outs:

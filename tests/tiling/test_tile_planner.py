@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from isp_tf.tiling.planner import (Footprint, Geometry, Tile, auto_core, axis_spans, box_lead, largest_box, pad_to_multiple,
-                                   padded_size, plan_tiles, round_core)
+                                   padded_size, plan_tiles, round_core, segment_box)
 
 GEOMETRIES = [
     Geometry(halo=16, stride=1, core_step=81, align=81, output_scales=(2,), min_side=79),  # MicroISP
@@ -103,3 +103,49 @@ def test_the_litert_side_imports_no_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"halo{g.halo}_step{g.core_step}_align{g.align}")
+def test_segment_boxes_keep_one_size_inside_the_frame(geometry):
+    """segment_box: a full core's box is core + 2 halos wherever it lies (shifted inside at the frame's
+    edges), holds its core with at least the halo on every inner side, starts on the stride grid; a
+    core under eight halos is cut at the edge instead."""
+    for (h, w), core, halo in itertools.product([(250, 200), (400, 430)], [81, 162], [2, 5, 16]):
+        h, w = padded_size(h, w, geometry.size_multiple)
+        halo = -(-halo // geometry.stride) * geometry.stride
+        tiles = plan_tiles(h, w, core, geometry)
+        step = round_core(core, geometry.core_step)
+        for t in tiles:
+            y0, x0, y1, x1 = segment_box(t.core, halo, (h, w))
+            cy0, cx0, cy1, cx1 = t.core
+            assert 0 <= y0 <= cy0 and cy1 <= y1 <= h and 0 <= x0 <= cx0 and cx1 <= x1 <= w
+            for lo, hi, clo, chi, n in ((y0, y1, cy0, cy1, h), (x0, x1, cx0, cx1, w)):
+                assert clo - lo >= min(halo, clo) and hi - chi >= min(halo, n - chi)  # context kept
+                assert lo % geometry.stride == 0
+                if chi - clo >= 8 * halo:
+                    assert hi - lo == min(n, chi - clo + 2 * halo)  # one size, edges included
+                else:
+                    assert (lo, hi) == (max(0, clo - halo), min(n, chi + halo))
+        full = {(b[2] - b[0], b[3] - b[1]) for t in tiles
+                if t.core[2] - t.core[0] == step == t.core[3] - t.core[1]
+                for b in [segment_box(t.core, halo, (h, w))]}
+        assert len(full) <= 1 or step < 8 * halo
+
+
+def test_auto_core_is_sized_for_the_threads_and_the_l2_within_the_memory():
+    """cache_core: the MicroISP sweep's picks (162 px at 1 thread, 243 at 2, 2 MiB L2), larger with more
+    threads or L2, never over what the memory budget allows, never under one core step."""
+    from isp_tf.tiling.planner import cache_core, cpu_caches
+
+    micro = Footprint(halo=16, radius=16.0, stride=1, core_step=81, output_scale=2, groups=(),
+                      bytes_per_pixel=384.0, align=81, min_side=79)
+    l2 = {"L2": 2 * 1024 ** 2}
+    picks = [cache_core(micro, t, l2, budget_bytes=float("inf")) for t in (1, 2, 4, 8)]
+    assert picks[:2] == [162, 243] and picks == sorted(picks) and picks[-1] > picks[1]
+    assert cache_core(micro, 2, {"L2": 8 * 1024 ** 2}, budget_bytes=float("inf")) > picks[1]
+    assert cache_core(micro, 1, {}, budget_bytes=float("inf")) >= 81  # no sysfs: a 1 MiB L2 is assumed
+    tight = auto_core(micro, 20e6, (1500, 2000))
+    assert cache_core(micro, 8, l2, budget_bytes=20e6, frame_hw=(1500, 2000)) == tight < picks[-1]
+    assert cache_core(micro, 1, {"L2": 1}, budget_bytes=float("inf")) == 81
+    caches = cpu_caches()
+    assert all(isinstance(v, int) and v > 0 for v in caches.values())
