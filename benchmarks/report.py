@@ -33,7 +33,25 @@ COLUMNS = (
     ("gmacs", "GMAC", "g"), ("gmacs_nonzero", "GMAC non-zero", "g"), ("gflops", "GFLOP/s", 1), ("peak_fraction", "% of GEMM peak", None),
     ("mac_ratio_vs_whole", "MACs / whole", 2), ("psnr_vs_whole_db", "vs whole frame", 1),
     ("fully_delegated", "fully delegated", None),
+    ("speedup_vs_reference", "x faster than ref.", 2), ("memory_vs_reference", "RSS / ref.", 2),
 )
+
+
+def with_reference_ratios(records: Iterable[Dict]) -> List[Dict]:
+    """Copies of ``records``, each model row given ``speedup_vs_reference`` (the reference's median over
+    this row's) and ``memory_vs_reference`` (this row's peak RSS over the reference's), against the
+    reference ``.tflite`` (``--reference``, e.g. the authors' MicroISP) timed in the same run at the same
+    frame size, threads and runtime; none where it did not run."""
+    records = [dict(r) for r in records]
+    refs = {(r.get("resolution_label"), r.get("threads"), r.get("runtime")): r for r in records
+            if r.get("kind") == "reference" and r.get("status") == "ok" and r.get("median_s")}
+    for r in records:
+        ref = refs.get((r.get("resolution_label"), r.get("threads"), r.get("runtime")))
+        if r.get("kind") == "model" and ref and r.get("status") == "ok" and r.get("median_s"):
+            r["speedup_vs_reference"] = round(ref["median_s"] / r["median_s"], 2)
+            if r.get("peak_rss_mb") and ref.get("peak_rss_mb"):
+                r["memory_vs_reference"] = round(r["peak_rss_mb"] / ref["peak_rss_mb"], 2)
+    return records
 
 
 def mode_label(record: Dict) -> str:
@@ -107,7 +125,7 @@ def markdown(result: Dict) -> str:
         parts = [f"{k}: {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in machine.items()
                  if not isinstance(v, dict)]
         out.write("Machine: " + "; ".join(parts) + "\n\n")
-    records = result.get("records", [])
+    records = with_reference_ratios(result.get("records", []))
     shown = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in records)
              or (c[0] == "psnr_vs_whole_db" and any(r.get("mode") == "tiled" for r in records))]
     out.write("| " + " | ".join(c[1] for c in shown) + " |\n")
@@ -209,14 +227,19 @@ def _readme_cell(r: Dict) -> str:
         cell += f", {comparison(r)}"
         if r.get("mac_ratio_vs_whole"):
             cell += f", {r['mac_ratio_vs_whole']:.2f}x MACs"
+    if r.get("speedup_vs_reference"):
+        cell += f", **{r['speedup_vs_reference']:.2f}x** ref. speed"
+        if r.get("memory_vs_reference"):
+            cell += f" at {100 * r['memory_vs_reference']:.0f}% of its RSS"
     return cell
 
 
 def readme_table(result: Dict) -> str:
     """The README's table: one row per model / precision / mode (/ runtime), one column per frame size;
     cells ``median s, peak RSS MB`` (+ for tiled rows: the comparison with the whole frame and the
-    MACs against it), or ``not run (predicted ...)``."""
-    records = result.get("records", [])
+    MACs against it; + the speed and memory against the reference where it ran at that size),
+    or ``not run (predicted ...)``."""
+    records = with_reference_ratios(result.get("records", []))
     sizes = list(dict.fromkeys(r.get("resolution_label") for r in records))
     rows: Dict[tuple, Dict[str, Dict]] = {}
     for r in records:

@@ -224,6 +224,8 @@ class ModelSpec:
       weights: shipped weights file name in ``home/weights/``, if any.
       stages: :class:`Stage` tuple in training order (empty: one stage).
       variants: name -> :class:`Variant`.
+      infer_variant: the variant ``python -m isp_tf.infer``'s LiteRT engine exports (same function,
+        faster on the CPU; ``None``: the model as built).
       qat_configs: Keras layer class name -> tfmot treatment of the model's own
         layers: ``"noop"`` (pure data movement), ``"output"`` (quantise the
         output only) or ``"sublayers"`` (quantise the kernels of nested
@@ -284,6 +286,7 @@ class ModelSpec:
     weights: Optional[str] = None
     stages: Tuple[Stage, ...] = ()
     variants: Mapping[str, Variant] = dataclasses.field(default_factory=dict)
+    infer_variant: Optional[str] = None
     qat_configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cpu_ops: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     objective: Optional[Callable[..., Any]] = None

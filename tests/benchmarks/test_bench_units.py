@@ -174,6 +174,22 @@ def test_markdown_has_one_row_per_record():
     assert "out_of_memory: stopped: RSS reached 900 MB" in text
 
 
+def test_speed_and_memory_against_the_reference_where_it_ran():
+    """The authors' file ran at FullHD only: model rows there get its speed and memory ratios, rows at
+    12 MP (where it could not run) none; the README cell says both."""
+    ref = {"model": "ref:MicroISP", "precision": "fp32", "resolution": [1080, 1920], "resolution_label": "fullhd",
+           "mode": "whole", "runtime": "xnnpack", "threads": 2, "status": "ok", "median_s": 0.5,
+           "peak_rss_mb": 2000.0, "kind": "reference"}
+    records = [ref] + [dict(r, threads=2, resolution_label="fullhd" if r["megapixels"] < 3 else "12mp")
+                       for r in RECORDS]
+    rows = report.with_reference_ratios(records)
+    assert (rows[1]["speedup_vs_reference"], rows[1]["memory_vs_reference"]) == (2.0, 0.45)
+    assert all("speedup_vs_reference" not in r for r in rows[2:]) and "speedup_vs_reference" not in rows[0]
+    assert "speedup_vs_reference" not in records[1]  # copies: the records are left as they were
+    assert "x faster than ref." in report.markdown({"records": records})
+    assert "0.25 s, 900 MB, **2.00x** ref. speed at 45% of its RSS" in report.readme_table({"records": records})
+
+
 def test_plot_writes_a_png(tmp_path):
     out = tmp_path / "plot.png"
     report.plot(RECORDS, out)
