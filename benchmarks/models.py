@@ -26,11 +26,13 @@ class ModelChoice:
     weights: Optional[str] = None
     variant: Optional[str] = None  # a name in the model's ModelSpec.variants
     direction: Optional[str] = None  # a name in the model's ModelSpec.directions (None: forward)
+    xnnpack_prelu: bool = False  # INT8 exports: PReLU as LEAKY_RELU/MUL/ADD for XNNPACK (a CPU-only graph)
 
     @property
     def label(self) -> str:
         return (self.name + ("-small" if self.small else "") + (f"-{self.variant}" if self.variant else "")
-                + (f"-{self.direction}" if self.direction not in (None, "forward") else ""))
+                + (f"-{self.direction}" if self.direction not in (None, "forward") else "")
+                + ("-xnnpack-prelu" if self.xnnpack_prelu else ""))
 
     @property
     def spec_direction(self):
@@ -46,7 +48,8 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
     Options after the colon, joined by ``+``: ``small`` (the registry's tiny
     preset), any variant the model's spec declares (``ModelSpec.variants``,
     e.g. ``microisp:merged`` or ``microisp:small+merged``) and any of its
-    directions (``ModelSpec.directions``, e.g. ``invisp:inverse``).
+    directions (``ModelSpec.directions``, e.g. ``invisp:inverse``), and ``xnnpack-prelu``
+    (INT8 exports with PReLUs XNNPACK runs in int8, a CPU-only graph; fp32/fp16 unchanged).
     """
     from isp_tf.models import available_models, get_spec
 
@@ -71,12 +74,12 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
         options = {v for v in options.lower().split("+") if v}
         spec = get_spec(name)
         directions = options & {d.name for d in spec.directions}
-        variants = options - {"small"} - directions
+        variants = options - {"small", "xnnpack-prelu"} - directions
         known = set(spec.variants)
         if variants - known or len(variants) > 1 or len(directions) > 1:
             raise IspTfError(f"{entry!r}: unknown option; use :small"
                              + "".join(f", :{v} or :small+{v}" for v in sorted(known))
-                             + "".join(f", :{d.name}" for d in spec.directions[1:])
+                             + "".join(f", :{d.name}" for d in spec.directions[1:]) + ", :xnnpack-prelu"
                              + (f" ({name} has no variants)" if not known else ""))
         path = by_name.get(name)
         if path is not None and not pathlib.Path(path).is_file():
@@ -84,7 +87,7 @@ def parse_models(text: str, small: bool = False, weights: Sequence[str] = ()) ->
 
             raise MissingFileError(f"{path}: weights file not found (--weights {name}=PATH)")
         choices.append(ModelChoice(name, small or "small" in options, path, next(iter(variants), None),
-                                   next(iter(directions), None)))
+                                   next(iter(directions), None), "xnnpack-prelu" in options))
     unknown = set(by_name) - {c.name for c in choices}
     if unknown:
         raise IspTfError(f"--weights names models not in --models: {', '.join(sorted(unknown))}")
@@ -189,5 +192,6 @@ def export(choice: ModelChoice, precision: str, path, input_hw, io: str = "float
     export_tflite(choice.name, str(path), precision=precision, input_size=f"{scale * h}x{scale * w}",
                   weights=choice.weights, small=choice.small, io=io, allow_cpu_fallback=True,
                   variant=choice.variant, direction=choice.direction,
+                  xnnpack_prelu=choice.xnnpack_prelu and precision == "int8",
                   parity=False, progress=False, log=lambda *a, **k: None)
     return pathlib.Path(path)

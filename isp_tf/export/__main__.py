@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", metavar="NAME",
                    help="another graph of the same function from the model's spec, e.g. microisp's "
                         "'merged' (3 branches in one 12-channel graph)")
+    p.add_argument("--xnnpack-prelu", action="store_true",
+                   help="INT8 for the CPU (LiteRT/XNNPACK): per-channel PReLUs as LEAKY_RELU, MUL and ADD, "
+                        "which XNNPACK runs in int8 (it refuses the PRELU op: each one splits the graph); "
+                        "still NNAPI 1.2 ops, but four instead of one: not for a phone's NNAPI")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a builder argument (JSON value), e.g. --config width=0.5; "
                         "repeatable; not with --weights (the file fixes the config)")
@@ -136,7 +140,8 @@ def _export(args) -> int:
         allow_cpu_fallback=args.allow_cpu_fallback,
         calibration_data=args.calibration_data, calibration_frames_count=args.calibration_frames,
         parity_input=args.parity_input, parity=not args.no_parity, seed=args.seed,
-        api_level=args.api_level, progress=not args.quiet, variant=args.variant, direction=args.direction)
+        api_level=args.api_level, progress=not args.quiet, variant=args.variant, direction=args.direction,
+        xnnpack_prelu=args.xnnpack_prelu)
 
     meta = result.metadata
     print(f"wrote {result.tflite_path} ({result.size_bytes / 1024:.1f} KB) and {result.json_path}")

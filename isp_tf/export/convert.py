@@ -77,12 +77,14 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                   calibration_data: Optional[str] = None, calibration_frames_count: int = 8,
                   parity_input: Optional[str] = None, parity: bool = True, seed: int = 0,
                   api_level: int = 29, progress: bool = True, log=print, variant: Optional[str] = None,
-                  direction: Optional[str] = None) -> ExportResult:
+                  direction: Optional[str] = None, xnnpack_prelu: bool = False) -> ExportResult:
     """Export ``model`` to ``out`` (a ``.tflite`` path, or None to only return the bytes).
 
     ``direction`` (``ModelSpec.directions``, default ``forward``) and
     ``variant`` (``ModelSpec.variants``, e.g. MicroISP's ``merged``) pick the
-    graph; both are recorded in the JSON.
+    graph; both are recorded in the JSON.  ``xnnpack_prelu`` (INT8 for the CPU): per-channel PReLUs as
+    LEAKY_RELU/MUL/ADD (:func:`~isp_tf.export.keras_rewrites.rewrite_prelu_for_xnnpack`), which XNNPACK
+    runs in int8 where it refuses PRELU; recorded in the JSON (``cpu_rewrites``).
 
     ``keras_model``: export this in-memory model (built for ``model`` with
     ``config``) instead of loading one; ``weights`` and ``small`` are then unused.
@@ -96,7 +98,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     """
     from isp_tf.export import nnapi as nnapi_mod
     from isp_tf.export.parity import load_parity_inputs
-    from isp_tf.export.keras_rewrites import rewrite_for_nnapi
+    from isp_tf.export.keras_rewrites import rewrite_for_nnapi, rewrite_prelu_for_xnnpack
     from isp_tf.export.tflite_passes import align_mean_quantization, fold_requantize, shorten_tensor_names
     from isp_tf.models import get_spec
     from isp_tf.models.weights import LoadedModel
@@ -127,6 +129,13 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
     keras_model, swapped = rewrite_for_nnapi(loaded.model) if not loaded.qat else (loaded.model, [])
     if swapped:
         log(f"rewrote for NNAPI 1.2: {', '.join(swapped)}")
+    cpu_rewrites: List[str] = []
+    if xnnpack_prelu:
+        if precision != "int8" or loaded.qat:
+            raise ExportError("--xnnpack-prelu rewrites a post-training INT8 export's PReLUs for XNNPACK; "
+                              f"not for {'a QAT model' if loaded.qat else precision}")
+        keras_model, cpu_rewrites = rewrite_prelu_for_xnnpack(keras_model)
+        log(f"PReLU as LEAKY_RELU/MUL/ADD for XNNPACK int8: {len(cpu_rewrites)} layers")
     concrete = fixed_function(keras_model, input_hw)
     if parity:  # read the photo first: a bad file fails before the slow conversion
         x, used = load_parity_inputs(parity_input, input_hw, spec.direction(direction))
@@ -165,6 +174,7 @@ def export_tflite(model: str, out, *, precision: str = "fp32", input_size="fullh
                               {"keras_layers": list(swapped), "mean_ops_aligned": len(mean_fixed),
                                "requantize_ops_folded": requant_removed}, direction=direction)
     metadata["direction"] = direction or "forward"
+    metadata["cpu_rewrites"] = {"xnnpack_prelu": cpu_rewrites} if xnnpack_prelu else {}
     metadata["variant"] = variant if variant is None else {
         "name": variant, "nnapi": spec.variant(variant).nnapi, "about": spec.variant(variant).description}
     tflite_path = json_path = None

@@ -19,6 +19,13 @@ instance norm via moments      :func:`instance_norm`: MEAN, SUB, MUL, ADD, RSQRT
 PReLU as arithmetic            :func:`prelu`: ``keras.layers.PReLU`` (the PRELU op)
 =============================  =======================================================
 
+and, for INT8 models run on the CPU, :func:`rewrite_prelu_for_xnnpack`: XNNPACK
+does not take the int8 PRELU op (nor a lone int8 RELU, MINIMUM or MAXIMUM), so each
+one splits the graph into another delegate partition run between builtin kernels
+(MicroISP INT8: 35 partitions); :class:`XnnpackPReLU` writes a per-channel PReLU as
+LEAKY_RELU, MUL and ADD, which it takes (still NNAPI 1.2 ops, but four instead of
+one: for the CPU, not for a phone's NNAPI).
+
 The models' own layers (:mod:`isp_tf.layers`) already emit good ops; these are
 for layers that cannot (stock Keras layers in a model, code written outside
 isp_tf).  Raw TF calls inside ``Lambda`` layers cannot be swapped: write them
@@ -35,8 +42,8 @@ import numpy as np
 from isp_tf._keras import keras, tf
 from isp_tf.errors import ExportError
 
-__all__ = ["ExportELU", "ResizeBilinear", "UpsampleNearest", "elu", "export_elu", "instance_norm",
-           "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi"]
+__all__ = ["ExportELU", "ResizeBilinear", "UpsampleNearest", "XnnpackPReLU", "elu", "export_elu",
+           "instance_norm", "pixel_shuffle_crd", "prelu", "rewrite_for_nnapi", "rewrite_prelu_for_xnnpack"]
 
 
 # ---------------------------------------------------------------------------
@@ -79,6 +86,79 @@ class ExportELU(keras.layers.Layer):
 def prelu(name: Optional[str] = None, shared_axes=(1, 2)):
     """A PReLU layer exported as the single PRELU op (not NEG/RELU/MUL arithmetic)."""
     return keras.layers.PReLU(shared_axes=list(shared_axes), name=name)
+
+
+@keras.utils.register_keras_serializable(package="isp_tf")
+class XnnpackPReLU(keras.layers.Layer):
+    """A per-channel PReLU as ``(1 + a) / 2 * x + (1 - a) / 2 * |x|``, ``|x| = LEAKY_RELU(x, -1)``.
+
+    The same function as ``keras.layers.PReLU(shared_axes=[1, 2])`` with slopes ``a`` (float rounding
+    only), exported as LEAKY_RELU, two MULs by per-channel constants and an ADD: ops XNNPACK runs in
+    int8, where it refuses PRELU.  Weights: the PReLU's ``alpha`` (shape (1, 1, C))."""
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(name="alpha", shape=(1, 1, int(input_shape[-1])), trainable=False,
+                                     initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        return (1.0 + self.alpha) * 0.5 * x + (1.0 - self.alpha) * 0.5 * tf.nn.leaky_relu(x, alpha=-1.0)
+
+
+def _channel_prelu(layer) -> bool:
+    return (isinstance(layer, keras.layers.PReLU)
+            and tuple(layer.get_config().get("shared_axes") or ()) == (1, 2))
+
+
+def _xnnpack_prelu_like(prelu) -> "XnnpackPReLU":
+    (alpha,) = prelu.get_weights()
+    new = XnnpackPReLU(name=prelu.name)
+    new.build((None, None, None, int(alpha.shape[-1])))
+    new.set_weights([np.reshape(alpha, (1, 1, -1))])
+    return new
+
+
+def _swap_nested_prelus(layer, names: List[str]) -> None:
+    """Replace the per-channel PReLUs a layer holds as attributes (or in lists), recursively."""
+    for key, value in list(vars(layer).items()):
+        if key.startswith("_"):
+            continue
+        if _channel_prelu(value):
+            setattr(layer, key, _xnnpack_prelu_like(value))
+            names.append(f"{layer.name}/{value.name}")
+        elif isinstance(value, keras.layers.Layer):
+            _swap_nested_prelus(value, names)
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
+            items = list(value)
+            if any(_channel_prelu(v) for v in items):
+                setattr(layer, key, [_xnnpack_prelu_like(v) if _channel_prelu(v) else v for v in items])
+                names.extend(f"{layer.name}/{v.name}" for v in items if _channel_prelu(v))
+            for v in items:
+                if isinstance(v, keras.layers.Layer) and not _channel_prelu(v):
+                    _swap_nested_prelus(v, names)
+
+
+def rewrite_prelu_for_xnnpack(model):
+    """A copy of ``model`` with every per-channel ``PReLU`` as :class:`XnnpackPReLU` (weights copied),
+    top-level and nested in other layers (MicroISP's attention); returns ``(new_model, names)``,
+    ``model`` itself when it has none."""
+    names: List[str] = []
+
+    def clone(layer):
+        if _channel_prelu(layer):
+            names.append(layer.name)
+            return XnnpackPReLU(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    new_model = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, new_model.layers):
+        if old.weights:
+            new.set_weights([np.reshape(w, new.weights[0].shape) for w in old.get_weights()]
+                            if isinstance(new, XnnpackPReLU) else old.get_weights())
+    for layer in new_model.layers:
+        if not isinstance(layer, XnnpackPReLU):
+            _swap_nested_prelus(layer, names)
+    return (new_model, names) if names else (model, [])
 
 
 def instance_norm(x, scale=None, shift=None, epsilon: float = 1e-3):

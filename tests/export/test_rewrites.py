@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from isp_tf._keras import keras, tf
+from isp_tf.errors import ExportError
 from isp_tf.export.flatbuffer import read_tflite
 from isp_tf.export.nnapi import check_nnapi
 from isp_tf.runtime.session import run_tflite
@@ -157,3 +158,46 @@ def test_fold_requantize_removes_int8_quantize_ops():
     scale = np.abs(ref).max()
     assert np.abs(run_tflite(folded, x) - ref).max() < 0.05 * scale
     assert fold_requantize(folded) == (folded, 0)
+
+
+def _xnnpack_partitions(tflite: bytes) -> int:
+    """How many XNNPACK partitions LiteRT cuts the graph into (1: every op delegated in one)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=tflite, num_threads=1)
+    it.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
+
+
+def test_xnnpack_prelu_is_the_same_function_and_one_xnnpack_partition_in_int8(tmp_path):
+    """INT8 MicroISP: XNNPACK refuses int8 PRELU (one partition per PReLU and the builtin kernel
+    between them); the rewrite (top-level and inside the attention) is the same Keras function,
+    exports with no PRELU in (almost) one partition, and still passes the NNAPI 1.2 check."""
+    from isp_tf.export.convert import export_tflite
+    from isp_tf.export.keras_rewrites import XnnpackPReLU, rewrite_prelu_for_xnnpack
+    from isp_tf.models import create_model
+
+    model = create_model("microisp", small=True)
+    for layer in model.layers:  # non-zero slopes, one per channel
+        if isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    rewritten, names = rewrite_prelu_for_xnnpack(model)
+    assert any("/" in n for n in names) and len(names) > sum(isinstance(l, keras.layers.PReLU) for l in model.layers)
+    assert any(isinstance(l, XnnpackPReLU) for l in rewritten.layers)
+    x = RNG.random((1, 81, 81, 4), dtype=np.float32)
+    assert np.abs(model(x).numpy() - rewritten(x).numpy()).max() < 1e-5
+    assert rewrite_prelu_for_xnnpack(keras.Sequential([keras.layers.Dense(2)]))[1] == []
+
+    plain = export_tflite("microisp", None, precision="int8", small=True, keras_model=model, input_size="162x162",
+                          parity=False, progress=False, log=lambda *a, **k: None)
+    fast = export_tflite("microisp", str(tmp_path / "m.tflite"), precision="int8", small=True, keras_model=model,
+                         input_size="162x162", parity=False, progress=False, log=lambda *a, **k: None,
+                         xnnpack_prelu=True)
+    assert "PRELU" in read_tflite(plain.tflite).ops_used() and "PRELU" not in read_tflite(fast.tflite).ops_used()
+    # (the plain 3-branch graph keeps one more cut: the int8 CONCATENATION of its branches; merged: 1 partition)
+    assert _xnnpack_partitions(plain.tflite) > 10 and _xnnpack_partitions(fast.tflite) <= 2
+    assert check_nnapi(fast.tflite, api_level=29).ok
+    assert fast.metadata["cpu_rewrites"]["xnnpack_prelu"] == names
+    with pytest.raises(ExportError, match="post-training INT8"):
+        export_tflite("microisp", None, precision="fp32", small=True, keras_model=model, input_size="162x162",
+                      parity=False, progress=False, log=lambda *a, **k: None, xnnpack_prelu=True)
