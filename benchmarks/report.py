@@ -61,6 +61,8 @@ def mode_label(record: Dict) -> str:
         return str(record.get("mode", "whole"))
     if record.get("segments"):
         storage = f", {record['storage']} stores" if record.get("storage") not in (None, "float32") else ""
+        if record.get("recomputed"):
+            storage += f", {len(record['recomputed'])} stores recomputed"
         return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record['segments']} segments{storage})"
     return f"tiled {record.get('tile')} ({record['tiles']} tiles x {record.get('passes', 1)} passes)"
 

@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "L2 cache, within --tile-budget-mb; see python -m benchmarks.tile_sweep)")
     p.add_argument("--tile-storage", default="float32", choices=("float32", "float16"),
                    help="how tiled runs keep float tensors between segments (int8 models keep int8)")
+    p.add_argument("--store-budget-mb", type=float, default=None, metavar="MB",
+                   help="tiled runs: memory the tensors kept between segments may take at once; over it, "
+                        "the cheapest of them are recomputed from earlier ones instead of kept (exact; "
+                        "more MACs; default: keep them all)")
     p.add_argument("--tile-models", default=None, metavar="M1,M2",
                    help="run tiled only for these --models entries (default: all of them)")
     p.add_argument("--tile-budget-mb", type=float, default=300.0,
@@ -333,12 +337,9 @@ class Harness:
 # ----------------------------------------------------------------------------
 # tiled runs: the harness's side of isp_tf.tiling
 # ----------------------------------------------------------------------------
-#: more statistics passes than this and tiling is not benchmarked (PyNET: one per instance-norm depth)
+#: more statistics passes than this and the manifest holds segments only (PyNET: 97 passes, each a model
+#: file; the segment executor the worker runs needs none of them)
 MAX_PASSES = 8
-
-
-class TilingTooCostly(IspTfError):
-    """The model needs so many statistics passes that tiled inference is not worth timing."""
 
 
 def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb: float = 300.0,
@@ -360,7 +361,6 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     from isp_tf.tiling.analysis import analyze
     from isp_tf.tiling.manifest import read_manifest, write_manifest
     from isp_tf.tiling.planner import cache_core, round_core
-    from isp_tf.tiling.tflite_executor import expose_global_stats
 
     from isp_tf.models import get_spec
 
@@ -370,13 +370,8 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     exported_whole = pathlib.Path(exported_whole)
     manifest_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tiling.json"
     if not manifest_path.exists():
-        exposed = expose_global_stats(exported_whole.read_bytes())
-        passes = len({s["depth"] for s in exposed[1]}) + 1
-        if passes > MAX_PASSES:
-            raise TilingTooCostly(f"exact tiling needs {passes} passes over the frame (one per depth of "
-                                  f"whole-image statistics); not timed, run it whole")
         write_manifest(exported_whole, footprint.geometry, manifest_path, core=footprint.core_step,
-                       source={"model": choice.label}, exposed=exposed)
+                       source={"model": choice.label}, max_passes=MAX_PASSES)
     manifest = read_manifest(manifest_path)
     align = int(manifest["geometry"]["align"])
     h, w = int(model_in_hw[0]), int(model_in_hw[1])
@@ -425,7 +420,8 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
     exported: Dict[tuple, pathlib.Path] = {}
     def model_file(choice, precision):
         """One export per model and precision, traced at the smallest frame and resized by the
-        workers; a model whose fixed-shape graph cannot be resized is exported with free sizes."""
+        workers; a model whose fixed-shape graph cannot be resized is exported with free sizes (so is one
+        that runs tiled: its segments run at tile sizes)."""
         key = (choice, precision)
         if key not in exported:
             d = choice.spec_direction
@@ -433,7 +429,7 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
             h, w = resolutions[0][1]
             trace_hw = (round_up(h // scale, mult), round_up(w // scale, mult))
             path = bm.export(choice, precision, workdir / f"{choice.label}_{precision}.tflite", trace_hw)
-            if len(resolutions) > 1 and not bm.resizable(path, trace_hw, mult, scale):
+            if (len(resolutions) > 1 or "tiled" in modes) and not bm.resizable(path, trace_hw, mult, scale):
                 path = bm.export(choice, precision, path, trace_hw, dynamic=True)
             exported[key] = path
         return exported[key]
@@ -524,11 +520,11 @@ def run_local(args, harness: Harness, choices, resolutions, precisions, modes, r
                                                                 budget_mb=args.tile_budget_mb,
                                                                 threads=harness.threads)
                             except IspTfError as exc:
-                                status = "skipped" if isinstance(exc, TilingTooCostly) else "error"
-                                harness.add(base, {"status": status, "message": str(exc)})
+                                harness.add(base, {"status": "error", "message": str(exc)})
                                 progress.update(1)
                                 continue
                             spec["tiling"]["storage"] = args.tile_storage
+                            spec["tiling"]["store_budget_mb"] = args.store_budget_mb
                             base["tile"] = spec["tiling"]["core"]
                             spec["compare_to"] = str(whole_out)
                         rec = harness.add(base, harness.child(

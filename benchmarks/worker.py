@@ -128,8 +128,10 @@ def run_tflite(spec: dict) -> dict:
             from isp_tf.tiling.tflite_executor import TiledSession
 
             tiling = spec["tiling"]
+            budget = tiling.get("store_budget_mb")
             session = TiledSession.from_manifest(tiling["manifest"], threads, runtime, core=tiling["core"],
-                                                 storage=tiling.get("storage", "float32"))
+                                                 storage=tiling.get("storage", "float32"),
+                                                 store_budget=None if budget is None else float(budget) * 2 ** 20)
             session.plan(h, w)
         else:
             session = LiteRtSession(spec["model_path"], threads, runtime)
@@ -171,9 +173,12 @@ def run_tflite(spec: dict) -> dict:
             db = psnr(y[0], ref)
             result["psnr_vs_whole_db"] = None if db == float("inf") else round(db, 2)
             result["max_abs_diff_vs_whole"] = float(np.max(np.abs(y[0] - ref)))
-    for key in ("tiles", "passes", "core", "tile_input", "segments", "halos", "storage", "segment_seconds"):
+    for key in ("tiles", "passes", "core", "tile_input", "segments", "halos", "storage", "segment_seconds",
+                "store_mb"):
         if tiled and hasattr(session, key):
             result[key] = getattr(session, key)
+    if tiled and hasattr(session, "recomputed"):
+        result["recomputed"] = sorted(int(s) for s in session.recomputed)
     if tiled:  # against the whole frame through the exported model
         whole = tflite_macs(spec["model_path"], frame.shape) if len(feeds) == 1 else None
         result["mac_ratio_vs_whole"] = round(result["macs"] / float(whole), 4) if whole else None

@@ -160,6 +160,14 @@ def _export(args) -> int:
             print(f"  vs --reference-weights: max abs {ref['max_abs_error']:.3g}, PSNR {ref['psnr_db']} dB")
     else:
         print("  parity: skipped (--no-parity)")
+    tile = meta.get("tile") or {}
+    if tile.get("manifest"):
+        print(f"  tiling: {tile['manifest']} ({tile.get('segments', 0)} segments, halo {tile.get('halo')} px, "
+              f"core step {tile.get('core_step')} px{', per-frame model ' + tile['per_frame'] if tile.get('per_frame') else ''})")
+    elif tile:
+        why = tile.get("manifest_error") or tile.get("analysis_error") or "not analysed"
+        print(f"warning: no tile manifest (exact tiling of frames larger than the tile is not possible): {why}",
+              file=sys.stderr)
     return 0
 
 

@@ -280,8 +280,12 @@ class LiteRtRenderer:
             raise IspTfError(f"{self.name}: no tile manifest in the cache ({self.entry.get('manifest_error')}); "
                              "run it whole (--tile 0) or with --engine keras")
         if core not in self._tiled:
+            from isp_tf.tiling.planner import memory_budget
+
+            # stores over 40 % of the available memory are recomputed instead (exact, slower): no OOM
             self._tiled = {core: TiledSession.from_manifest(self.folder / self.entry["manifest"],
-                                                            threads=self.threads, core=core)}
+                                                            threads=self.threads, core=core,
+                                                            store_budget=memory_budget())}
         return self._tiled[core]
 
     # -- the renderer interface ------------------------------------------------

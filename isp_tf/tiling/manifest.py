@@ -21,7 +21,9 @@ Manifest (JSON, ``"format": "isp_tf.tiling.manifest"``, ``"version": 1``)::
     outputs     the final pass's outputs: index, name, role "image", scale, shape, dtype
     passes      in order: model (file name beside the manifest), statistics (indices into
                 "statistics": pass output j is the map of statistics[j]; the final
-                pass has none and outputs the image(s)), final (bool)
+                pass has none and outputs the image(s)), final (bool); empty, with
+                passes_omitted (how many a pass runner would need), for a model needing
+                more than write_manifest's max_passes: run its segments
     statistics  name, input (index among every pass model's inputs where its whole-frame
                 value is fed), output (index among its pass model's outputs where its
                 per-position map comes out), pass, jump (input px per map px), depth, shape
@@ -75,7 +77,11 @@ SEGMENT_RULES = {
     "order": ("segments in order; in each, every tile (row by row, any order) runs the local model over its "
               "box, then every statistics model over its core; after the last tile the statistics are "
               "sum / count (float64 sums, float32 values, quantised like the statistic input when integer)"),
-    "box": "per segment: [max(0, core_start - halo), min(length, core_end + halo)) with that segment's own halo",
+    "box": ("per segment and axis, with that segment's own halo (isp_tf.tiling.planner.segment_box; length: the "
+            "padded frame's): a core shorter than 8 halo is cut at the frame's edges, [max(0, core_start - halo), "
+            "min(length, core_end + halo)); else the box is size = min(length, core_end - core_start "
+            "+ 2 halo) and is shifted inside the frame: start = min(max(0, core_start - halo), length - size), "
+            "[start, start + size)"),
     "feeds": ("each model input, in order: [\"store\", s] the crop of store s over the box (local) or the core "
               "(statistics), rows [y0 / jump, y1 / jump); [\"vector\", k] per-frame input k of the model; "
               "[\"statistic\", k] the whole-frame value of statistics[k]"),
@@ -171,9 +177,10 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
     ``core``: the default core side; else :func:`default_core` of
     ``input_side`` (default: the model's own input side).  Every file is
     written atomically.  ``exposed``: ``expose_global_stats(tflite)`` when the
-    caller already has it.  ``max_passes``: refuse (:class:`TilingError`, nothing
-    written) a model needing more passes, each a model file (PyNET: one per
-    instance-norm depth).  ``per_frame``: ``(model bytes, names of the original
+    caller already has it.  ``max_passes``: a model needing more passes, each a model
+    file (PyNET: 97, one per depth of its 48 instance norms' means and variances), gets
+    its segments only (``"passes": []``, ``"passes_omitted"``: how many); the segment
+    executor runs every op once whatever the depth.  ``per_frame``: ``(model bytes, names of the original
     model's inputs)`` of a split model's per-frame part (``ModelSpec.split``):
     written as ``<stem>_per_frame.tflite``; its output feeds the tile model's
     per-frame input that is not one of those names.  Returns the manifest.
@@ -186,11 +193,9 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
     stem = path.name[:-len(".tiling.json")] if path.name.endswith(".tiling.json") else path.stem
     exposed, stats = expose_global_stats(data) if exposed is None else exposed
     passes_needed = len({s["depth"] for s in stats}) + 1
-    if max_passes is not None and passes_needed > max_passes:
-        raise TilingError(f"exact tiling needs {passes_needed} passes (one per depth of whole-image "
-                          f"statistics), more than {max_passes}: no tile manifest written; run the frame whole")
+    write_passes = max_passes is None or passes_needed <= max_passes
     geometry = dataclasses.replace(geometry, align=lcm(geometry.align, stats_alignment(geometry.stride, stats)))
-    models = pass_models(exposed, stats)
+    models = pass_models(exposed, stats, final_only=not write_passes)
 
     final = LiteRtSession(models[-1][0], threads=1, runtime="builtin")
     given = {int(s["given"]): k for k, s in enumerate(stats)}
@@ -212,7 +217,11 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
     del final
 
     passes, statistics = [], [None] * len(stats)
-    for p, (model, which) in enumerate(models):
+    for k, st in enumerate(stats):  # a manifest of segments only still describes every statistic
+        statistics[k] = {"name": st["name"], "input": int(st["given"]), "output": None, "pass": None,
+                         "jump": int(st["jump"]), "depth": int(st["depth"]),
+                         "shape": inputs[int(st["given"])]["shape"]}
+    for p, (model, which) in enumerate(models if write_passes else []):
         name = f"{stem}_pass{p}.tflite"
         with atomic_write(path.with_name(name)) as f:
             f.write(model)
@@ -236,6 +245,7 @@ def write_manifest(tflite: Union[bytes, str, pathlib.Path], geometry: Geometry, 
         "inputs": inputs,
         "outputs": outputs,
         "passes": passes,
+        **({} if write_passes else {"passes_omitted": passes_needed}),
         "statistics": statistics,
         "combine": COMBINE_RULE,
         "plan": PLAN_RULES,

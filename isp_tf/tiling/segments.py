@@ -248,9 +248,25 @@ def _need(ops, maps: Sequence[int]) -> Dict[int, int]:
 # ----------------------------------------------------------------------------
 # cutting
 # ----------------------------------------------------------------------------
+def _ops_between(graph, inputs: Sequence[int], outputs: Sequence[int]):
+    """The operators of ``graph`` (in graph order) from tensors ``inputs`` to ``outputs``: what
+    :func:`_cut` keeps, with the graph's own tensor indices."""
+    producer = {t.index: op for op in graph.operators for t in op.outputs}
+    stop = set(int(i) for i in inputs)
+    needed, todo = {}, [int(o) for o in outputs]
+    while todo:
+        t = todo.pop()
+        op = None if t in stop else producer.get(t)
+        if op is None or op.index in needed:
+            continue
+        needed[op.index] = op
+        todo.extend(x.index for x in op.inputs if x is not None)
+    return [needed[i] for i in sorted(needed)]
+
+
 def _cut(data: bytes, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
     """The model of ``data`` from tensors ``inputs`` to tensors ``outputs`` (ops in between)."""
-    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+    from isp_tf.export.flatbuffer import drop_unused, read_tflite, write_tflite
 
     model = read_tflite(bytes(data)).model
     sg = model.subgraphs[0]
@@ -274,7 +290,7 @@ def _cut(data: bytes, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
         if t.shape is not None and len(t.shape) == 4:
             t.shapeSignature = [1, -1, -1, int(t.shape[3])]
     model.signatureDefs = []
-    return write_tflite(model)
+    return write_tflite(drop_unused(model))
 
 
 def segment_plan(exposed: bytes, stats: Sequence[dict], halo_step: int = 1) -> SegmentPlan:
@@ -454,9 +470,8 @@ def segment_plan(exposed: bytes, stats: Sequence[dict], halo_step: int = 1) -> S
             ins, outs = local_io[seg]
             model = _cut(exposed, ins, outs)
             spatial_in = {t: geo[t][0] for t in ins if spatial(t)}
-            sub = read_tflite(model)
-            state = propagate(sub, sub.operators, spatial_in)
-            radius = max((state[t.index][1] for t in sub.outputs if t.index in state), default=Fraction(0))
+            state = propagate(graph, _ops_between(graph, ins, outs), spatial_in)
+            radius = max((state[int(t)][1] for t in outs if int(t) in state), default=Fraction(0))
             step = max(1, int(halo_step))
             halo = int(math.ceil(radius / step)) * step
             local = LocalPart(model, feeds(ins, seg), [store_of[t] for t in outs], halo)

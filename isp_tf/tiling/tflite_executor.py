@@ -152,8 +152,9 @@ def expose_global_stats(tflite: bytes):
     return write_tflite(model), stats
 
 
-def pass_models(data: bytes, stats) -> List[tuple]:
-    """One pruned model per pass, from :func:`expose_global_stats`'s output.
+def pass_models(data: bytes, stats, final_only: bool = False) -> List[tuple]:
+    """One pruned model per pass, from :func:`expose_global_stats`'s output (``final_only``: the
+    final pass's alone, for a manifest of segments without passes).
 
     Pass ``d`` keeps only the ops its depth-``d`` statistics maps need (for
     MicroISP the first pass runs 3 of the 16 convolution layers of a branch);
@@ -162,9 +163,9 @@ def pass_models(data: bytes, stats) -> List[tuple]:
     Returns ``[(bytes, [stat index per output])]`` in pass order (final: ``[]``,
     its outputs are the model's own outputs).
     """
-    from isp_tf.export.flatbuffer import read_tflite, write_tflite
+    from isp_tf.export.flatbuffer import drop_unused, read_tflite, write_tflite
 
-    depths = sorted({st["depth"] for st in stats})
+    depths = [] if final_only else sorted({st["depth"] for st in stats})
     models = []
     for depth in depths + [None]:
         model = read_tflite(bytes(data)).model
@@ -183,7 +184,7 @@ def pass_models(data: bytes, stats) -> List[tuple]:
             todo.extend(int(t) for t in sg.operators[i].inputs if int(t) >= 0)
         sg.operators = [op for i, op in enumerate(sg.operators) if i in needed]
         sg.outputs = keep
-        models.append((write_tflite(model), which))
+        models.append((write_tflite(drop_unused(model)), which))
     return models
 
 
@@ -307,6 +308,10 @@ class PassSession:
         if manifest.get("resizable") is False:
             raise TilingError(f"{path}: the pass models cannot be resized to other tile shapes "
                               "(their graph holds size constants); export with free sizes to tile")
+        if not manifest["passes"]:
+            raise TilingError(f"{path}: this manifest has segments only (the model needs "
+                              f"{manifest.get('passes_omitted', 'too many')} statistics passes): run it with "
+                              "TiledSession")
         folder = pathlib.Path(path).resolve().parent
         passes = [{"model": str(folder / p["model"]), "statistics": list(p["statistics"])}
                   for p in manifest["passes"]]
@@ -433,6 +438,9 @@ class PassSession:
 # ----------------------------------------------------------------------------
 #: how float tensors kept between segments are stored (integer tensors keep the graph's int8)
 STORAGE_DTYPES = ("float32", "float16")
+#: builtin codes of the ops whose filter (input 1) sizes are the multiply-adds per output pixel:
+#: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+_WORK_OPS = (3, 4, 9, 67)
 
 
 def _cached_plan(plans: dict, height: int, width: int, core: int, geometry: Geometry):
@@ -557,15 +565,23 @@ class TiledSession:
       per_frame: optional ``(model, feeds, k)``: a model run once on the whole frame (GenISP's
         ConvWB/ConvCC, ``ModelSpec.split``) whose output is per-frame vector ``k``; the
         caller then passes the other vectors only.
+      store_budget: bytes the stores of a frame may hold at once (``None``: no limit, every
+        tensor a later segment needs is stored).  Over it, stores are *recomputed* instead:
+        not kept, but produced again over each box that reads them by re-running their
+        segment's local model (over that box plus its halo, recursively for its own
+        recomputed inputs), chosen greedily by bytes saved per unit of work added
+        (:meth:`choose_recomputed`; elementwise segments such as an instance norm's
+        ``x - mean`` cost nothing).  Exact like the stored ones; more MACs.
 
     ``run(frame, *vectors)`` returns every image output (float32, the frame's rank);
     ``session(frame, *vectors)`` the first.  After :meth:`plan`: ``tiles``, ``segments``
     (= ``passes``: each a single pass over the frame), ``core``, ``tile_input``,
-    ``resizes_per_frame``.
+    ``resizes_per_frame``, ``recomputed`` (store ids), ``store_mb`` (their peak).
     """
 
     def __init__(self, plan, geometry: Geometry, core: int, threads: int = 2, runtime: str = "xnnpack",
-                 quiet: bool = True, storage: str = "float32", per_frame=None, inputs=None):
+                 quiet: bool = True, storage: str = "float32", per_frame=None, inputs=None,
+                 store_budget: Optional[float] = None):
         check_runtime(runtime)
         if runtime not in TILED_RUNTIMES:
             raise IspTfError(f"tiled mode runs on the interpreter runtimes ({', '.join(TILED_RUNTIMES)}), "
@@ -588,6 +604,10 @@ class TiledSession:
         self.tiles = 0
         self.tile_input: Optional[List[int]] = None
         self.resizes_per_frame = 0
+        self.store_budget = store_budget
+        self.recomputed: frozenset = frozenset()
+        self.store_mb = 0.0
+        self._work: Optional[List[float]] = None
 
     def _describe_inputs(self) -> List[dict]:
         """The original model's inputs (image, per-frame vectors), from the first models that take them."""
@@ -630,7 +650,7 @@ class TiledSession:
 
     @classmethod
     def from_manifest(cls, path, threads: int = 2, runtime: str = "xnnpack", core: Optional[int] = None,
-                      quiet: bool = True, storage: str = "float32"):
+                      quiet: bool = True, storage: str = "float32", store_budget: Optional[float] = None):
         """The session a tile manifest (:mod:`isp_tf.tiling.manifest`) describes: this executor
         when the manifest has ``segments``, else the pass executor (:class:`PassSession`).
         ``core`` overrides the manifest's default core side."""
@@ -645,7 +665,7 @@ class TiledSession:
         plan, per_frame = segment_plan_from_manifest(manifest, pathlib.Path(path).resolve().parent)
         geometry = _segment_geometry(Geometry.from_dict(manifest["geometry"]), plan)
         return cls(plan, geometry, int(core if core is not None else manifest["core"]), threads, runtime, quiet,
-                   storage, per_frame=per_frame)
+                   storage, per_frame=per_frame, store_budget=store_budget)
 
     # -- the plan --------------------------------------------------------------
     def plan(self, height: int, width: int) -> List[Tile]:
@@ -655,27 +675,135 @@ class TiledSession:
         self.frame_hw = (h, w)
         boxes = [self._box(t, halo) for t in self.tile_list for halo in self.halos]
         self.tile_input = [max(b[2] - b[0] for b in boxes), max(b[3] - b[1] for b in boxes)]
+        self.recomputed = self.choose_recomputed(h, w)
+        self.store_mb = round(self._peak_store_bytes(h, w, self.recomputed) / 2 ** 20, 1)
         return self.tile_list
+
+    # -- store or recompute ----------------------------------------------------
+    def _store_bytes(self, sid: int, h: int, w: int) -> float:
+        st = self.segment_plan.stores[sid]
+        return int(h / st.jump) * int(w / st.jump) * st.channels * np.dtype(self._store_dtype(st)).itemsize
+
+    def _kept(self, sid: int) -> bool:
+        """Stores that are never recomputed: the frame and the model's outputs."""
+        return sid == 0 or self.segment_plan.stores[sid].output is not None
+
+    def _last_reader(self, recomputed) -> Dict[int, int]:
+        """The last segment that reads each stored tensor, directly or through a recomputed one."""
+        stores = self.segment_plan.stores
+        last = {sid: st.last for sid, st in enumerate(stores)}
+        for sid in sorted(recomputed, key=lambda v: -stores[v].producer):  # consumers before producers
+            local = self.segment_plan.segments[stores[sid].producer][0]
+            for kind, k in local.inputs:
+                if kind == "store":
+                    last[k] = max(last[k], last[sid])
+        return last
+
+    def _peak_store_bytes(self, h: int, w: int, recomputed) -> float:
+        stores, last = self.segment_plan.stores, self._last_reader(recomputed)
+        live = [sid for sid in range(1, len(stores)) if sid not in recomputed and stores[sid].output is None]
+        return max([sum(self._store_bytes(sid, h, w) for sid in live if stores[sid].producer <= seg <= last[sid])
+                    for seg in range(len(self.segment_plan.segments))] + [0])
+
+    def _segment_work(self) -> List[float]:
+        """Per segment, its local model's multiply-adds per output pixel (conv filters' sizes): the
+        price of recomputing its outputs."""
+        if self._work is None:
+            from isp_tf.export.flatbuffer import read_tflite
+
+            work = []
+            for local, _ in self.segment_plan.segments:
+                total = 0.0
+                if local is not None:
+                    data = pathlib.Path(local.model).read_bytes() if not isinstance(local.model, (bytes, bytearray)) \
+                        else bytes(local.model)
+                    model = read_tflite(data).model
+                    codes = [max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) for c in model.operatorCodes]
+                    sg = model.subgraphs[0]
+                    for op in sg.operators:
+                        if codes[op.opcodeIndex] in _WORK_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
+                            total += float(np.prod(sg.tensors[op.inputs[1]].shape))
+                work.append(total)
+            self._work = work
+        return self._work
+
+    def choose_recomputed(self, height: int, width: int) -> frozenset:
+        """The stores to recompute so the stores of a (padded) ``height`` x ``width`` frame fit
+        ``store_budget``: greedily, at the segment where the kept stores peak, the one saving the
+        most bytes per unit of work its recomputation adds (its producer's conv MACs per pixel times
+        the number of models reading it, plus one); none without a budget.  A budget even the
+        full recomputation misses gives that (the least memory there is)."""
+        if self.store_budget is None:
+            return frozenset()
+        stores, segments = self.segment_plan.stores, self.segment_plan.segments
+        work = self._segment_work()
+        readers = {sid: 0 for sid in range(len(stores))}
+        for local, parts in segments:
+            for part in ([local] if local is not None else []) + list(parts):
+                for kind, k in part.inputs:
+                    if kind == "store":
+                        readers[k] += 1
+        chosen: set = set()
+        while self._peak_store_bytes(height, width, chosen) > self.store_budget:
+            last = self._last_reader(chosen)
+            loads = [sum(self._store_bytes(sid, height, width) for sid in range(len(stores))
+                         if not self._kept(sid) and sid not in chosen and stores[sid].producer <= seg <= last[sid])
+                     for seg in range(len(segments))]
+            peak = int(np.argmax(loads))
+            candidates = [sid for sid in range(len(stores)) if not self._kept(sid) and sid not in chosen
+                          and stores[sid].producer <= peak <= last[sid]]
+            if not candidates:
+                break
+            chosen.add(max(candidates, key=lambda sid: self._store_bytes(sid, height, width)
+                           / (1.0 + work[stores[sid].producer] * readers[sid])))
+        # a cheap early pick can turn out useless once a larger store is recomputed (GenISP: an instance
+        # norm's ``x - mean`` before the 64-channel conv after it): keep what the budget allows, dearest first
+        for sid in sorted(chosen, key=lambda v: -work[stores[v].producer] * readers[v]):
+            if self._peak_store_bytes(height, width, chosen - {sid}) <= self.store_budget:
+                chosen.discard(sid)
+        return frozenset(chosen)
 
     def _box(self, tile: Tile, halo: int):
         return segment_box(tile.core, halo, self.frame_hw)
 
     def calls(self, height: int, width: int) -> List[Tuple[object, List[List[Tuple[int, ...]]]]]:
-        """Per model, ``(model, [input shapes of each call])``: what one frame runs (MAC counts)."""
+        """Per model, ``(model, [input shapes of each call])``: what one frame runs (MAC counts),
+        recomputations included."""
         tiles = self.plan(height, width)
-        stores = self.segment_plan.stores
-        out = []
-        for seg, (local, parts) in enumerate(self.segment_plan.segments):
-            if local is not None:
-                shapes = [self._feed_shapes(local.inputs, self._box(t, local.halo)) for t in tiles]
-                out.append((local.model, shapes))
-            for part in parts:
-                if part.model is None:
-                    continue
-                shapes = [self._feed_shapes(part.inputs, t.core) for t in tiles if self._counts(t, part)]
-                out.append((part.model, shapes))
-        del stores
-        return out
+        segments = self.segment_plan.segments
+        calls: Dict[int, List] = {}  # model key -> shapes; local models by segment, stats by (seg, j)
+        models: Dict[object, object] = {}
+
+        def add(key, model, feeds, box, done):
+            for kind, k in feeds:  # recomputed inputs first, as run() does
+                if kind == "store" and k in self.recomputed:
+                    p = self.segment_plan.stores[k].producer
+                    pbox = segment_box(box, segments[p][0].halo, self.frame_hw)
+                    if (p, pbox) not in done:
+                        done.add((p, pbox))
+                        add(p, segments[p][0].model, segments[p][0].inputs, pbox, done)
+            models[key] = model
+            calls.setdefault(key, []).append(self._feed_shapes(feeds, box))
+
+        for seg, (local, parts) in enumerate(segments):
+            for t in tiles:
+                done: set = set()
+                if local is not None and not all(o in self.recomputed for o in local.outputs):
+                    add(seg, local.model, local.inputs, self._box(t, local.halo), done)
+                for j, part in enumerate(parts):
+                    if not self._counts(t, part):
+                        continue
+                    if part.model is None:  # reads its store: recomputing it is a call
+                        (kind, sid), = part.inputs
+                        if sid in self.recomputed:
+                            p = self.segment_plan.stores[sid].producer
+                            pbox = segment_box(t.core, segments[p][0].halo, self.frame_hw)
+                            if (p, pbox) not in done:
+                                done.add((p, pbox))
+                                add(p, segments[p][0].model, segments[p][0].inputs, pbox, done)
+                        continue
+                    add((seg, j), part.model, part.inputs, t.core, done)
+        return [(models[key], shapes) for key, shapes in calls.items()]
 
     def _feed_shapes(self, feeds, box):
         shapes = []
@@ -689,6 +817,25 @@ class TiledSession:
             else:
                 shapes.append(tuple(int(d) for d in self.stats[k]["shape"]))
         return shapes
+
+    def _reach(self, seg: int) -> Optional[int]:
+        """How far above a core segment ``seg`` may read a stored tensor when it recomputes others
+        (each recomputation adds its producer's halo, twice where a box is shifted inside the
+        frame); ``None`` without recomputation (the box rule alone)."""
+        if not self.recomputed:
+            return None
+        stores, segments = self.segment_plan.stores, self.segment_plan.segments
+
+        def through(sid):
+            if sid not in self.recomputed:
+                return 0
+            local = segments[stores[sid].producer][0]
+            return 2 * local.halo + max([through(k) for kind, k in local.inputs if kind == "store"] + [0])
+
+        local, parts = segments[seg]
+        reach = [2 * local.halo + through(k) for kind, k in local.inputs if kind == "store"] if local else []
+        reach += [through(k) for part in parts for kind, k in part.inputs if kind == "store"]
+        return max(reach + [0])
 
     @staticmethod
     def _counts(tile: Tile, part) -> bool:
@@ -737,8 +884,32 @@ class TiledSession:
         data: Dict[int, object] = {0: padded}  # store id -> full array (frame, outputs) or _Bands
         given: Dict[int, np.ndarray] = {}
         self.resizes_per_frame = 0
+        recomputed, last = self.recomputed, self._last_reader(self.recomputed)
+        producers: Dict[int, _Part] = {}  # segment -> its local model, kept while it recomputes stores
+        memo: Dict[tuple, list] = {}  # (segment, box) -> its local outputs, within one tile's step
+
+        def recompute(sid, box):
+            """Store ``sid`` over ``box``: its segment's local model run again over the box plus its halo."""
+            st = plan.stores[sid]
+            local = plan.segments[st.producer][0]
+            pbox = segment_box(box, local.halo, (h, w))
+            if (st.producer, pbox) not in memo:
+                if st.producer not in producers:
+                    producers[st.producer] = _Part(local.model, self.threads, self.runtime, self.quiet)
+                part = producers[st.producer]
+                arrays = [value(f, pbox, d) for f, d in zip(local.inputs, part.inputs)]
+                memo[(st.producer, pbox)] = part.run(arrays)
+            part = producers[st.producer]
+            j = local.outputs.index(sid)
+            y = memo[(st.producer, pbox)][j]
+            oy, ox = (int(v / st.jump) for v in pbox[:2])
+            y0, x0, y1, x1 = (int(v / st.jump) for v in box)
+            y = y[:, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+            return y if np.issubdtype(self._store_dtype(st), np.integer) else dequantize(part.outputs[j], y)
 
         def crop(sid, box):
+            if sid in recomputed:
+                return recompute(sid, box)
             s = plan.stores[sid]
             y0, x0, y1, x1 = (int(v / s.jump) for v in box)
             store = data[sid]
@@ -756,6 +927,8 @@ class TiledSession:
             """A local model's outputs (views of its buffers) -> the cores of their stores."""
             for sid, y, d in zip(store_ids, views, details):
                 st = plan.stores[sid]
+                if sid in recomputed:
+                    continue
                 if sid not in data:
                     dtype = self._store_dtype(st)
                     data[sid] = (np.empty((1, int(h / st.jump), int(w / st.jump), y.shape[-1]), dtype)
@@ -777,14 +950,20 @@ class TiledSession:
             started = time.perf_counter()
             sums = {k: 0.0 for part in parts for k in part.outputs}
             counts = {k: 0 for k in sums}
-            lp = _Part(local.model, self.threads, self.runtime, self.quiet) if local is not None else None
+            lp = None
+            if local is not None and not all(o in recomputed for o in local.outputs):
+                lp = _Part(local.model, self.threads, self.runtime, self.quiet)
+                if any(o in recomputed for o in local.outputs):
+                    producers[seg] = lp  # kept: later segments recompute with it
             sps = [_Part(p.model, self.threads, self.runtime, self.quiet) if p.model is not None else None
                    for p in parts]
             halo = local.halo if local is not None else 0
+            reach = self._reach(seg)
             for r, (ry0, ry1) in enumerate(rows):  # row by row: the stores read for the last time shrink
                 row = sorted((t for t in tiles if t.core[0] == ry0),
                              key=lambda t: (lambda b: (b[3] - b[1], b[1]))(self._box(t, halo)))
                 for tile in row:
+                    memo.clear()
                     if lp is not None:
                         box = self._box(tile, halo)
                         arrays = [value(f, box, d) for f, d in zip(local.inputs, lp.inputs)]
@@ -806,19 +985,24 @@ class TiledSession:
                             counts[k] += m.shape[1] * m.shape[2]
                 # rows no later tile of this segment reads: free them in stores read for the last time
                 if r + 1 < len(rows):
-                    keep_from = min(self._box(t, halo)[0] for t in tiles if t.core[0] == rows[r + 1][0])
+                    keep_from = (min(self._box(t, halo)[0] for t in tiles if t.core[0] == rows[r + 1][0])
+                                 if reach is None else max(0, rows[r + 1][0] - reach))
                     for sid, store in data.items():
-                        if isinstance(store, _Bands) and plan.stores[sid].last <= seg:
+                        if isinstance(store, _Bands) and last[sid] <= seg:
                             store.free_before(keep_from)
-            self.resizes_per_frame += sum(p.resizes for p in [lp, *sps] if p is not None)
+            memo.clear()
+            self.resizes_per_frame += sum(p.resizes for p in [lp, *sps] if p is not None and p not in
+                                          producers.values())
+            for p in [p for p in producers if max([last[v] for v in recomputed
+                                                   if plan.stores[v].producer == p] + [-1]) <= seg]:
+                self.resizes_per_frame += producers.pop(p).resizes  # no later segment recomputes with it
             del lp, sps  # free this segment's interpreters before the next ones are opened
             for k in sums:
                 if counts[k] == 0:
                     raise InputShapeError(f"{self.stats[k]['name']}: the frame is smaller than one pooling window")
                 shape = [int(d) for d in self.stats[k]["shape"]]
                 given[k] = (sums[k] / counts[k]).astype(np.float32).reshape(shape)
-            for sid in [sid for sid in data if sid and plan.stores[sid].last <= seg
-                        and plan.stores[sid].output is None]:
+            for sid in [sid for sid in data if sid and last[sid] <= seg and plan.stores[sid].output is None]:
                 del data[sid]
             self.segment_seconds.append(round(time.perf_counter() - started, 4))
         outputs = sorted((s.output, sid) for sid, s in enumerate(plan.stores) if s.output is not None)

@@ -52,6 +52,35 @@ def test_toy_model_runs_each_segment_once_exactly():
     assert 1.0 <= frame_macs(session, 100, 76) / whole_macs <= 1.6  # 36-px cores: halos weigh here
 
 
+def test_recomputed_stores_stay_exact_within_their_budget():
+    """``store_budget``: over it, stores are recomputed from earlier ones (exact, more MACs); the
+    greedy choice keeps the peak of the kept stores within the budget, none recomputed without one."""
+    from tiling_toy_models import to_tflite, toy_model
+
+    from isp_tf.tiling.analysis import analyze
+
+    model = toy_model()
+    geometry = analyze(model, 4).geometry
+    data = to_tflite(model)
+    h, w = 100, 76
+    x = np.random.default_rng(1).random((h, w, 4), dtype=np.float32)
+    whole = model(x[np.newaxis]).numpy()[0]
+    kept = TiledSession.from_tflite(data, geometry, core=18, threads=1)
+    stored = kept(x)
+    kept_macs = frame_macs(kept, h, w)
+    assert kept.recomputed == frozenset() and kept.store_mb > 0
+    full = kept.store_mb * 2 ** 20
+    results = []
+    for budget in (full / 2, 0.0):
+        session = TiledSession(kept.segment_plan, kept.geometry, 18, threads=1, store_budget=budget)
+        tiled = session(x)
+        assert session.recomputed and session.store_mb * 2 ** 20 <= max(budget, 0) + 1
+        assert np.abs(tiled - stored).max() <= 1e-6 and np.abs(tiled - whole).max() <= TOL
+        results.append((len(session.recomputed), frame_macs(session, h, w)))
+    (some, half_macs), (every, zero_macs) = results
+    assert some <= every and kept_macs <= half_macs <= zero_macs and zero_macs > kept_macs
+
+
 def test_reference_microisp_exact_at_a_fraction_of_the_pass_macs(reference):
     """The authors' MicroISP.tflite: 5 segments (halos 3, 3, 5, 3, 2 px against the model's 16),
     output equal to its whole frame, MACs within 1.25x of the whole frame (the pass executor:
@@ -137,3 +166,28 @@ def test_genisp_tile_export_runs_its_per_frame_part_once(tmp_path):
     tiled = session(x, cam)
     assert session.tiles == 9 and tiled.shape == whole.shape
     assert whole.std() > 0.05 and np.abs(tiled - whole).max() <= TOL
+
+
+def test_paramisp_tile_export_writes_its_per_frame_part(tmp_path):
+    """``export --tile`` of ParamISP (ModelSpec.split, free-size per-frame part: its reflect and
+    minimum-size pads keep their channel counts, so TFLite converts the convolutions after them):
+    the manifest alone gives the Keras model's whole frame."""
+    from isp_tf.export.convert import export_tflite
+    from isp_tf.models import create_model, get_spec
+    from isp_tf.tiling.manifest import manifest_path
+
+    config = dict(get_spec("paramisp").small_config)
+    model = create_model("paramisp", **config)
+    out = tmp_path / "paramisp_tile.tflite"
+    result = export_tflite("paramisp", out, precision="fp32", tile=128, keras_model=model, config=config,
+                           parity=False, progress=False, log=lambda *a, **k: None)
+    assert "manifest_error" not in result.metadata["tile"], result.metadata["tile"]
+    assert result.metadata["tile"]["per_frame"] == "paramisp_tile_per_frame.tflite"
+    rng = np.random.default_rng(2)
+    x = rng.random((96, 80, 4), dtype=np.float32)
+    params = rng.random(int(model.inputs[1].shape[-1])).astype(np.float32)
+    whole = model([x[np.newaxis], params[np.newaxis]]).numpy()[0]
+    session = TiledSession.from_manifest(manifest_path(out), threads=1, core=32)
+    tiled = session(x, params)
+    assert session.tiles > 1 and tiled.shape == whole.shape
+    assert whole.std() > 0.01 and np.abs(tiled - whole).max() <= TOL

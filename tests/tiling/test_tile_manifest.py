@@ -97,9 +97,21 @@ def test_microisp_tile_export_runs_exactly_from_its_manifest(tmp_path):
     assert whole.std() > 0.05 and np.abs(tiled - whole).max() <= TOL
 
 
-def test_too_many_passes_write_nothing(vector_model, vector_tflite, tmp_path):
+def test_too_many_passes_write_segments_only(vector_model, vector_tflite, tmp_path):
     from isp_tf.tiling.analysis import analyze
+    from isp_tf.tiling.tflite_executor import PassSession
 
-    with pytest.raises(TilingError, match="needs 3 passes"):
-        write_manifest(vector_tflite, analyze(vector_model).geometry, tmp_path / "t.tiling.json", max_passes=2)
-    assert not list(tmp_path.iterdir())
+    path = tmp_path / "t.tiling.json"
+    manifest = write_manifest(vector_tflite, analyze(vector_model).geometry, path, max_passes=2)
+    assert manifest["passes"] == [] and manifest["passes_omitted"] == 3 and manifest["segments"]
+    assert not list(tmp_path.glob("*_pass*.tflite"))
+    with pytest.raises(TilingError, match="segments only"):
+        PassSession.from_manifest(path)
+    x = np.random.default_rng(6).random((70, 44, 4), dtype=np.float32)
+    camera = np.array([1.5, 0.3, 0.8], np.float32)
+    reference = {o.shape[-1]: o.numpy()[0] for o in vector_model([x[np.newaxis], camera[np.newaxis]])}
+    session = TiledSession.from_manifest(path, threads=1, core=18)
+    outs = session.run(x, camera)
+    assert session.tiles > 1 and len(outs) == 2
+    for o in outs:
+        assert np.abs(o - reference[o.shape[-1]]).max() <= TOL

@@ -280,6 +280,14 @@ class LocalBlock(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "reduction": self.reduction}
 
 
+def _keep_channels(padded, x):
+    """``padded`` (a PAD of ``x`` by computed amounts) with ``x``'s channel count stated: TFLite's
+    shape inference loses every dimension of such a PAD, and it converts no CONV_2D of unknown
+    input channels (a free-size export fails).  A RESHAPE to the same shape keeps them."""
+    shape = tf.shape(padded)
+    return tf.reshape(padded, tf.stack([shape[0], shape[1], shape[2], int(x.shape[-1])]))
+
+
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class ReflectPadToMultiple(keras.layers.Layer):
     """Reflect-pads the bottom/right of a frame to multiples of ``multiple``, as
@@ -293,7 +301,8 @@ class ReflectPadToMultiple(keras.layers.Layer):
     def call(self, x):
         shape = tf.shape(x)
         ph, pw = (-shape[1]) % self.multiple, (-shape[2]) % self.multiple
-        return tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="REFLECT")
+        y = tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="REFLECT")
+        return _keep_channels(y, x)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = tf.TensorShape(input_shape).as_list()
@@ -338,7 +347,8 @@ class MinSizePad(keras.layers.Layer):
     def call(self, x):
         shape = tf.shape(x)
         ph, pw = tf.maximum(self.min_side - shape[1], 0), tf.maximum(self.min_side - shape[2], 0)
-        return tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]])
+        y = tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]])
+        return _keep_channels(y, x)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = tf.TensorShape(input_shape).as_list()
