@@ -147,8 +147,9 @@ def _probe(model: bytes, image_index: int, geometry: Geometry, inputs, outputs):
             found.append(s if s >= 1 and (oh, ow) == (s * hw[0], s * hw[1]) else None)
         return found
 
-    side = round_core(max(h, w) + 2 * max(geometry.core_step, geometry.align), geometry.core_step)
-    hw = (side, side + geometry.core_step)
+    step = lcm(geometry.core_step, geometry.size_multiple)  # a frame the model takes (PyNET: 32)
+    side = round_core(max(h, w) + 2 * max(step, geometry.align), step)
+    hw = (side, side + step)
     try:
         with quiet_native_stderr():
             it = litert.Interpreter(model_content=bytes(model),

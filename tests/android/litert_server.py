@@ -1,7 +1,9 @@
 """Serves LiteRT model calls to the Kotlin core over stdin/stdout (the JVM side of tests/android).
 
 Usage: ``python tests/android/litert_server.py MODEL.tflite [MODEL.tflite ...]`` (or a tile
-manifest, whose pass models are served in pass order). Request ``model`` k runs the k-th model.
+manifest, whose pass models are served in pass order; or ``--segments MANIFEST``: its segment
+models, in the order of the Kotlin ``TileManifest.segmentModels``). Request ``model`` k runs the
+k-th model.
 The protocol (little-endian) is documented in
 ``android_demo/core/src/test/kotlin/io/isptf/core/PipeModelRunner.kt``: tensors cross the pipe
 as the model takes them (int8/uint8 already quantised by the Kotlin core), so this helper sets
@@ -27,11 +29,30 @@ def _read(stream, n):
     return data
 
 
+def segment_models(manifest: pathlib.Path) -> list:
+    """The segment model files of a tile manifest in ``TileManifest.segmentModels`` order: segment by
+    segment, its local model, then its statistics models that have one; the per-frame model last."""
+    m = json.loads(pathlib.Path(manifest).read_text())
+    names = []
+    for seg in m["segments"]:
+        names += [part["model"] for part in [seg.get("local")] + seg["stats"] if part and part.get("model")]
+    if m.get("per_frame"):
+        names.append(m["per_frame"]["model"])
+    return [pathlib.Path(manifest).parent / n for n in names]
+
+
 def _models(args):
     paths = []
+    segments = False
     for arg in args:
+        if arg == "--segments":
+            segments = True
+            continue
         p = pathlib.Path(arg)
-        if p.name.endswith(".tiling.json"):
+        if segments:
+            paths += segment_models(p)
+            segments = False
+        elif p.name.endswith(".tiling.json"):
             paths += [p.parent / pass_["model"] for pass_ in json.loads(p.read_text())["passes"]]
         else:
             paths.append(p)

@@ -3,8 +3,9 @@
 * the core's own unit tests (TIFF/DNG reader, planner, quantisation, executor, orientation);
 * Bayer packing: the Kotlin packer equals ``isp_tf.raw.pack_bayer(read_raw(path))`` bit for bit
   for the sample DNGs and for DNGs of all four CFA patterns written by ``write_dng``;
-* exact tiling: the Kotlin tiled executor, its model calls served by LiteRT over a pipe,
-  reproduces the whole-frame output of an exported small MicroISP (``export --tile 162``);
+* exact tiling: the Kotlin tiled executors (the segments, every op once; and the older statistics
+  passes), their model calls served by LiteRT over a pipe, reproduce the whole-frame output of an
+  exported small MicroISP (``export --tile 162``) and Python's ``TiledSession``;
 * ktlint over every Kotlin source of android_demo.
 """
 import json
@@ -207,6 +208,87 @@ def test_whole_frame_int8_uses_the_export_json(run_core, server_command, microis
     got = np.fromfile(tmp_path / "y.f32", "<f4").reshape(162, 162, 3)
     want = LiteRtSession(tflite, threads=1, runtime="builtin")(x[np.newaxis])[0]
     assert np.array_equal(got, want)
+
+
+def _kotlin_segments(run_core, server_command, manifest, x, tmp_path):
+    """The Kotlin SegmentExecutor on ``x``: (output, tiles, calls, {model index: [input shapes per call]})."""
+    x.tofile(tmp_path / "x.f32")
+    h, w, c = x.shape
+    server = server_command("--segments", manifest)
+    proc = run_core("tile", manifest, tmp_path / "x.f32", h, w, c, tmp_path / "y.f32", "--segments", "--", *server)
+    lines = proc.stdout.splitlines()
+    oh, ow, oc, tiles, calls = (int(v) for v in lines[0].split())
+    log = {int(k): v for k, v in json.loads(lines[2][len("calls "):]).items()}
+    return np.fromfile(tmp_path / "y.f32", "<f4").reshape(oh, ow, oc), tiles, calls, log
+
+
+def _segment_names(manifest):
+    """The segment model files in the order the server (and ``TileManifest.segmentModels``) numbers them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("litert_server", pathlib.Path(__file__).with_name("litert_server.py"))
+    server = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(server)
+    return [p.name for p in server.segment_models(manifest)]
+
+
+def test_segment_executor_matches_python_and_the_whole_frame(run_core, server_command, microisp_export, tmp_path):
+    """The Kotlin SegmentExecutor (every op once per tile) on a 250x200 frame (not a multiple of the
+    81-px core: the edge boxes are shifted inside the frame) equals Python's TiledSession and the
+    whole-frame Keras output; each segment model runs once per tile, with Python's input shapes, and
+    the frame costs fewer MACs than the statistics passes."""
+    from benchmarks.macs import tflite_macs
+    from isp_tf.tiling.tflite_executor import PassSession, TiledSession
+
+    model, manifest = microisp_export
+    x = np.random.default_rng(1).random((250, 200, 4), dtype=np.float32)
+    whole = model(x[np.newaxis]).numpy()[0]
+    got, tiles, calls, log = _kotlin_segments(run_core, server_command, manifest, x, tmp_path)
+    session = TiledSession.from_manifest(manifest, threads=1, runtime="builtin")
+    python_tiled = session(x)
+    err, err_python = float(np.abs(got - whole).max()), float(np.abs(got - python_tiled).max())
+    names = _segment_names(manifest)
+    assert got.shape == whole.shape == (500, 400, 3) and tiles == 6 and calls == 6 * len(names)
+    assert sorted(log) == list(range(len(names))) and all(len(log[k]) == tiles for k in log)
+    # the same calls as Python's: per model, the input shapes of every tile (its boxes / cores)
+    python_calls = {pathlib.Path(str(m)).name: sorted(map(list, (map(list, c) for c in calls_)))
+                    for m, calls_ in session.calls(250, 200)}
+    for k, name in enumerate(names):
+        assert sorted(log[k]) == python_calls[name], name
+    # segment 0 (halo 3): every box is its core + 6 px, shifted inside the frame at the edges
+    assert sorted({shapes[0][1] for shapes in log[0]}) == [87, 94]
+    macs_cache = {}
+
+    def macs(path, shapes):
+        key = (str(path), json.dumps(shapes))
+        if key not in macs_cache:
+            macs_cache[key] = tflite_macs(path, input_shapes=shapes)
+        return macs_cache[key]
+
+    seg_macs = sum(macs(manifest.parent / names[k], shapes) for k in log for shapes in log[k])
+    passes = PassSession.from_manifest(manifest, threads=1, runtime="builtin")
+    pass_macs = sum(macs(path, [[1, h, w, 4]] + [st["shape"] for st in passes.stats])
+                    for path, boxes in passes.work(250, 200) for h, w in boxes)
+    whole_macs = tflite_macs(manifest.parent / "microisp_tile.tflite", input_shapes=[[1, 250, 200, 4]])
+    print(f"\nfp32 segments: kotlin vs keras whole frame {err:.3g}, vs python TiledSession {err_python:.3g}; "
+          f"{calls} calls; MACs {seg_macs / whole_macs:.2f}x the whole frame, passes {pass_macs / whole_macs:.2f}x")
+    assert whole.std() > 0.05 and err <= TOL and err_python <= TOL
+    assert seg_macs < pass_macs
+
+
+def test_segment_executor_int8_matches_python(run_core, server_command, microisp_int8, tmp_path):
+    """INT8 segments: the int8 stores kept raw, the frame and the statistics quantised from the manifest:
+    Python's TiledSession on the same kernels, to within one output quantisation step (bit-equal here)."""
+    from isp_tf.tiling.tflite_executor import TiledSession
+
+    _, manifest = microisp_int8
+    x = np.random.default_rng(1).random((250, 200, 4), dtype=np.float32)
+    got, tiles, _, _ = _kotlin_segments(run_core, server_command, manifest, x, tmp_path)
+    python_tiled = TiledSession.from_manifest(manifest, threads=1, runtime="builtin")(x)
+    step = json.loads(manifest.read_text())["outputs"][0]["scale"]
+    err = float(np.abs(got - python_tiled).max())
+    print(f"\nint8 segments: kotlin vs python TiledSession (builtin kernels) {err:.3g} (one step {step:.3g})")
+    assert got.shape == python_tiled.shape and tiles == 6 and err <= step * 1.0001
 
 
 def test_tiled_executor_refuses_a_mismatched_model(run_core, server_command, microisp_export, tmp_path):

@@ -23,10 +23,11 @@ enum class Backend(
 }
 
 /**
- * The core's [ModelRunner] on LiteRT: one [Interpreter] per model (the pass models of a tile
- * manifest, or the one whole-frame model), each with its own delegate. Inputs are resized only
- * when their shape changes (the tiled executor sorts tiles by size, so a frame needs few resizes;
- * every resize re-plans the delegate, which is slow on GPU/NNAPI).
+ * The core's [ModelRunner] on LiteRT: one [Interpreter] per model (the segment models of a tile
+ * manifest in `TileManifest.segmentModels` order, or its pass models, or the one whole-frame model),
+ * each with its own delegate. Inputs are resized only when their shape changes (the executors sort a
+ * row's tiles by box size, so a frame needs few resizes; every resize re-plans the delegate, which is
+ * slow on GPU/NNAPI).
  */
 class LiteRtRunner(
     models: List<ByteBuffer>,
@@ -46,7 +47,7 @@ class LiteRtRunner(
             Interpreter(model, options)
         }
 
-    /** Input dtypes and output count of model `k` (for [TileManifest.checkPassModel]). */
+    /** Input dtypes and output count of model `k` (for [TileManifest.checkSegmentModel] / [TileManifest.checkPassModel]). */
     fun describe(k: Int): Pair<List<DType>, Int> {
         val it = interpreters[k]
         return List(it.inputTensorCount) { i -> dtypeOf(it.getInputTensor(i).dataType()) } to it.outputTensorCount

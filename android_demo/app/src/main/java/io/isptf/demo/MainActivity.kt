@@ -29,6 +29,7 @@ import io.isptf.core.FloatImage
 import io.isptf.core.IspCoreException
 import io.isptf.core.ProcessMemory
 import io.isptf.core.Render
+import io.isptf.core.SegmentExecutor
 import io.isptf.core.TileManifest
 import io.isptf.core.TiledExecutor
 import io.isptf.core.Timing
@@ -42,7 +43,8 @@ import java.util.concurrent.Executors
 
 /**
  * The demo's one screen: pick a DNG (or use the bundled asset) and a model (a tile manifest with
- * its pass models, or a whole-frame .tflite with its export JSON), choose the backend, run, look at
+ * its segment models -- or, for a manifest without segments, its pass models -- or a whole-frame
+ * .tflite with its export JSON), choose the backend, run, look at
  * the result (or the classical render), save it to the gallery. All image logic is in `:core`;
  * this class only moves bytes between Android and the core.
  */
@@ -71,7 +73,7 @@ class MainActivity : Activity() {
         }
         button("Pick a DNG (default: asset sample.dng)") { pick(REQUEST_DNG, multiple = false) }
         button("Capture RAW (Camera2 RAW_SENSOR -> DNG)") { captureRaw() }
-        button("Pick the model: .tiling.json + its pass .tflite files, or .tflite + .json") { pick(REQUEST_MODEL, multiple = true) }
+        button("Pick the model: .tiling.json + its .tflite files, or .tflite + .json") { pick(REQUEST_MODEL, multiple = true) }
         backend =
             Spinner(this).apply {
                 adapter = ArrayAdapter(this@MainActivity, android.R.layout.simple_spinner_dropdown_item, Backend.entries.map { it.label })
@@ -219,19 +221,28 @@ class MainActivity : Activity() {
         val (out, stats, what) =
             if (manifestName != null) {
                 val manifest = TileManifest.parse(files.text(manifestName))
+                // segments (every op once per tile) when the manifest has them; else the statistics passes
+                val segments = manifest.hasSegments
+                val names = if (segments) manifest.segmentModels else manifest.passes.map { it.model }
                 val models =
-                    manifest.passes.map { p ->
-                        files.byName[p.model]?.invoke()
-                            ?: throw IllegalArgumentException("pass model ${p.model} named by $manifestName was not picked")
+                    names.map { name ->
+                        files.byName[name]?.invoke()
+                            ?: throw IllegalArgumentException("model $name named by $manifestName was not picked")
                     }
                 LiteRtRunner(models, chosen).use { runner ->
-                    manifest.passes.indices.forEach { k ->
+                    names.indices.forEach { k ->
                         val (dtypes, outputs) = runner.describe(k)
-                        manifest.checkPassModel(k, dtypes, outputs)
+                        if (segments) manifest.checkSegmentModel(k, dtypes, outputs) else manifest.checkPassModel(k, dtypes, outputs)
                     }
-                    val exec = TiledExecutor(manifest, runner)
-                    val (o, s) = Timing.measure(1, RUNS) { exec.run(packed)[0] }
-                    Triple(o!!, s, "${exec.tiles} tiles x ${manifest.passes.size} passes")
+                    if (segments) {
+                        val exec = SegmentExecutor(manifest, runner)
+                        val (o, s) = Timing.measure(1, RUNS) { exec.run(packed)[0] }
+                        Triple(o!!, s, "${exec.tiles} tiles x ${manifest.segments.size} segments (${names.size} models)")
+                    } else {
+                        val exec = TiledExecutor(manifest, runner)
+                        val (o, s) = Timing.measure(1, RUNS) { exec.run(packed)[0] }
+                        Triple(o!!, s, "${exec.tiles} tiles x ${manifest.passes.size} passes")
+                    }
                 }
             } else {
                 val jsonName =

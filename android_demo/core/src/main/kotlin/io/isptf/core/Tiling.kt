@@ -73,6 +73,33 @@ object Planner {
         }
     }
 
+    /**
+     * What a segment's local model reads for `core` `(y0, x0, y1, x1)` (`isp_tf.tiling.planner.segment_box`):
+     * per axis, a core shorter than 8 `halo` gets the core plus `halo`, cut at the frame's edges; a longer
+     * one a box of `min(length, core + 2 halo)` shifted inside the frame (one box size for every full core,
+     * so an interpreter keeps its shape). `frameH` x `frameW`: the padded frame.
+     */
+    fun segmentBox(
+        core: List<Int>,
+        halo: Int,
+        frameH: Int,
+        frameW: Int,
+    ): List<Int> {
+        fun axis(
+            start: Int,
+            end: Int,
+            length: Int,
+        ): Pair<Int, Int> {
+            if (end - start < 8 * halo) return maxOf(0, start - halo) to minOf(length, end + halo)
+            val size = minOf(length, end - start + 2 * halo)
+            val first = minOf(maxOf(0, start - halo), length - size)
+            return first to first + size
+        }
+        val (y0, y1) = axis(core[0], core[2], frameH)
+        val (x0, x1) = axis(core[1], core[3], frameW)
+        return listOf(y0, x0, y1, x1)
+    }
+
     /** Reflect-pad (numpy `mode="reflect"`; `"edge"` for a 1-px side) the bottom and right to multiples. */
     fun padToMultiple(
         frame: FloatImage,
@@ -181,6 +208,7 @@ class TiledExecutor(
         ) {
             throw InputShapeException("this model takes ${vectorIdx.size} per-frame input(s) beside the image, got ${vectors.size}")
         }
+        if (m.passes.isEmpty()) throw ManifestException("this manifest has no passes (segments only): run it with SegmentExecutor")
         val fixed = HashMap<Int, Tensor>()
         vectorIdx.forEachIndexed { k, idx ->
             val spec = m.inputs[idx]

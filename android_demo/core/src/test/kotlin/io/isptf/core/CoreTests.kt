@@ -303,6 +303,79 @@ object CoreTests {
                 pad.data.toList() == listOf(1f, 2f, 1f, 2f, 3f, 4f, 3f, 4f, 5f, 6f, 5f, 6f, 3f, 4f, 3f, 4f),
             ) { "pad ${pad.data.toList()}" }
         }
+        test("segment boxes") {
+            // (core, halo, padded frame h x w) -> isp_tf.tiling.planner.segment_box, computed in Python
+            val cases =
+                listOf(
+                    listOf(0, 0, 81, 81, 3, 250, 200) to listOf(0, 0, 87, 87),
+                    listOf(162, 81, 250, 200, 3, 250, 200) to listOf(156, 75, 250, 200),
+                    listOf(81, 0, 162, 81, 5, 250, 200) to listOf(76, 0, 167, 91),
+                    listOf(0, 0, 20, 30, 3, 20, 30) to listOf(0, 0, 20, 30),
+                    listOf(0, 8, 16, 24, 3, 16, 32) to listOf(0, 5, 16, 27),
+                    listOf(81, 81, 162, 200, 2, 250, 200) to listOf(79, 77, 164, 200),
+                    listOf(0, 0, 250, 200, 10, 250, 200) to listOf(0, 0, 250, 200),
+                    listOf(40, 0, 80, 100, 10, 100, 100) to listOf(30, 0, 90, 100),
+                )
+            for ((c, want) in cases) {
+                val got = Planner.segmentBox(c.subList(0, 4), c[4], c[5], c[6])
+                check(got == want) { "segmentBox $c: $got != $want" }
+            }
+        }
+        test("segment executor on a fake model") {
+            // segment 0: local doubles the frame into store 1 (halo 1), its mean is statistic 0 (no model:
+            // the store is the map); segment 1: local adds the mean to store 1 -> store 2, the output
+            val manifest =
+                TileManifest.parse(
+                    """{"format": "isp_tf.tiling.manifest", "version": 1, "geometry": {"halo": 1, "stride": 1,
+                    "core_step": 4, "align": 1, "output_scales": [1], "size_multiple": 2, "min_side": 1}, "core": 8,
+                    "inputs": [{"index": 0, "name": "x", "role": "image", "shape": [1, 8, 8, 1], "dtype": "float32"},
+                    {"index": 1, "name": "m", "role": "statistic", "shape": [1, 1], "dtype": "float32"}],
+                    "outputs": [{"index": 0, "name": "y", "role": "image", "shape": [1, 8, 8, 1], "dtype": "float32", "output_scale": 1}],
+                    "passes": [], "passes_omitted": 2,
+                    "statistics": [{"name": "m", "input": 1, "output": null, "pass": null, "jump": 1, "depth": 0, "shape": [1, 1]}],
+                    "segments": [{"local": {"model": "s0", "inputs": [["store", 0]], "outputs": [1], "halo": 1},
+                      "stats": [{"model": null, "inputs": [["store", 1]], "outputs": [0], "min_side": 1}]},
+                      {"local": {"model": "s1", "inputs": [["statistic", 0], ["store", 1]], "outputs": [2], "halo": 1}, "stats": []}],
+                    "stores": [{"name": "x", "jump": [1, 1], "channels": 1, "dtype": "float32", "producer": -1, "last": 0, "output": null},
+                      {"name": "d", "jump": [1, 1], "channels": 1, "dtype": "float32", "producer": 0, "last": 1, "output": null},
+                      {"name": "y", "jump": [1, 1], "channels": 1, "dtype": "float32", "producer": 1, "last": 2, "output": 0}]}""",
+                )
+            check(manifest.hasSegments && manifest.segmentModels == listOf("s0", "s1")) { "models ${manifest.segmentModels}" }
+            val runner =
+                ModelRunner { model, inputs ->
+                    if (model == 0) {
+                        val x = inputs[0]
+                        listOf(Tensor(x.shape, DType.FLOAT32, floats = FloatArray(x.size) { 2 * x.floats!![it] }))
+                    } else {
+                        val mean = inputs[0].toFloats()[0]
+                        val d = inputs[1]
+                        listOf(Tensor(d.shape, DType.FLOAT32, floats = FloatArray(d.size) { d.floats!![it] + mean }))
+                    }
+                }
+            val frame = FloatImage(19, 13, 1, FloatArray(19 * 13) { (it * 7 % 11).toFloat() })
+            val exec = SegmentExecutor(manifest, runner)
+            val y = exec.run(frame)[0]
+            val padded = Planner.padToMultiple(frame, 2) // 20 x 14 (3 x 2 tiles): the mean is the padded frame's
+            val mean =
+                padded.data
+                    .map { 2.0 * it }
+                    .average()
+                    .toFloat()
+            check(y.height == 19 && y.width == 13 && exec.tiles == 6 && exec.callsPerModel.toList() == listOf(6, 6)) {
+                "${y.height}x${y.width}, tiles ${exec.tiles}, calls ${exec.callsPerModel.toList()}"
+            }
+            for (i in frame.data.indices) {
+                check(
+                    y.data[i] == 2 * frame.data[i] + mean,
+                ) { "pixel $i: ${y.data[i]} != ${2 * frame.data[i] + mean}" }
+            }
+            expect<ManifestException>("segments only") { TiledExecutor(manifest, runner).run(frame) }
+            manifest.checkSegmentModel(1, listOf(DType.FLOAT32, DType.FLOAT32), 1)
+            expect<ModelMismatchException>("is INT8") { manifest.checkSegmentModel(0, listOf(DType.INT8), 1) }
+            expect<ModelMismatchException>("2 outputs") { manifest.checkSegmentModel(1, listOf(DType.FLOAT32, DType.FLOAT32), 2) }
+            val tiny = Tensor(intArrayOf(1, 1, 1, 1), DType.FLOAT32, floats = FloatArray(1))
+            expect<ModelMismatchException>("box") { SegmentExecutor(manifest, { _, _ -> listOf(tiny) }).run(frame) }
+        }
         test("quantise") {
             val t = Tensor.quantize(intArrayOf(4), floatArrayOf(-1f, 0f, 0.5f, 10f), DType.INT8, 1.0 / 64, -3)
             check(t.ints!!.toList() == listOf(-67, -3, 29, 127)) { "q ${t.ints.toList()}" }

@@ -24,8 +24,11 @@ fun readF32(file: File): FloatArray {
  *  - no arguments / `test`: run the unit tests ([CoreTests]);
  *  - `pack DNG OUT.f32`: read and pack a DNG, print `h w c pattern` and its metadata;
  *  - `whole EXPORT.json IN.f32 H W C OUT.f32 -- SERVER...`: one whole-frame call of a fixed-size export;
- *  - `tile MANIFEST IN.f32 H W C OUT.f32 [--repeat N] -- SERVER...`: tiled inference with the
- *    model calls served by the SERVER command over a pipe; prints `h w c tiles calls` and timing.
+ *  - `tile MANIFEST IN.f32 H W C OUT.f32 [--repeat N] [--segments] -- SERVER...`: tiled inference with
+ *    the model calls served by the SERVER command over a pipe: the statistics passes ([TiledExecutor]),
+ *    or with `--segments` the segments ([SegmentExecutor]; serve them with `litert_server.py --segments`);
+ *    prints `h w c tiles calls`, the timing, and `calls {JSON}`: per model index, the input shapes of
+ *    every call of the last run.
  */
 private fun q(s: String?): String = if (s == null) "null" else "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\""
 
@@ -91,19 +94,39 @@ private fun command(args: Array<String>) {
             val manifest = TileManifest.parse(manifestFile.readText())
             val (h, w, c) = opts.sliceArray(2..4).map { it.toInt() }
             val repeat = opts.indexOf("--repeat").let { if (it < 0) 1 else opts[it + 1].toInt() }
+            val segments = "--segments" in opts
             val frame = FloatImage(h, w, c, readF32(File(opts[1])))
-            PipeModelRunner(server).use { runner ->
-                val exec = TiledExecutor(manifest, runner)
-                val (outs, stats) = Timing.measure(if (repeat > 1) 1 else 0, repeat) { exec.run(frame) }
+            PipeModelRunner(server).use { pipe ->
+                val log = ArrayList<Pair<Int, List<IntArray>>>()
+                val runner =
+                    ModelRunner { model, inputs ->
+                        log.add(model to inputs.map { it.shape })
+                        pipe.run(model, inputs)
+                    }
+                val seg = if (segments) SegmentExecutor(manifest, runner) else null
+                val passes = if (segments) null else TiledExecutor(manifest, runner)
+                val (outs, stats) =
+                    Timing.measure(if (repeat > 1) 1 else 0, repeat) {
+                        log.clear()
+                        seg?.run(frame) ?: passes!!.run(frame)
+                    }
                 val out = outs!![0]
                 writeF32(File(opts[5]), out.data)
-                println("${out.height} ${out.width} ${out.channels} ${exec.tiles} ${exec.calls}")
+                println("${out.height} ${out.width} ${out.channels} ${seg?.tiles ?: passes!!.tiles} ${seg?.calls ?: passes!!.calls}")
                 println("timing $stats")
+                val byModel =
+                    log.groupBy({ it.first }, { it.second }).toSortedMap().entries.joinToString(", ", "{", "}") { (k, calls) ->
+                        "\"$k\": " +
+                            calls.joinToString(", ", "[", "]") { shapes -> shapes.joinToString(", ", "[", "]") { it.contentToString() } }
+                    }
+                println("calls $byModel")
             }
         }
 
         else -> {
-            System.err.println("usage: test | pack DNG OUT | tile MANIFEST IN H W C OUT -- SERVER...")
+            System.err.println(
+                "usage: test | pack DNG OUT | whole EXPORT IN H W C OUT -- SERVER... | tile MANIFEST IN H W C OUT [--segments] -- SERVER...",
+            )
             kotlin.system.exitProcess(2)
         }
     }
