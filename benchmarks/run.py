@@ -365,7 +365,7 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     from isp_tf.models import get_spec
 
     if get_spec(choice.name).split is not None and choice.direction in (None, "forward"):
-        return _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole)
+        return _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb, threads)
     footprint = analyze(bm.build(choice, tiling=True), choice.spec_direction.size_multiple)
     exported_whole = pathlib.Path(exported_whole)
     manifest_path = pathlib.Path(workdir) / f"{exported_whole.stem}_stats_io.tiling.json"
@@ -384,7 +384,8 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
             "passes": len(manifest["passes"]), "output_scale": footprint.output_scale, "frame_hw": [h, w]}
 
 
-def _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole) -> Dict:
+def _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb: float = 300.0,
+                          threads: int = 2) -> Dict:
     """A model with ``ModelSpec.split`` (GenISP): ``export --tile`` writes its tileable part, the
     per-frame part and the manifest (the export's own path); the worker runs it from the manifest."""
     from isp_tf.export.convert import export_tflite
@@ -404,7 +405,22 @@ def _prepare_split_tiling(choice, model_in_hw, tile, workdir, exported_whole) ->
         raise IspTfError(f"{choice.label}: the tile export wrote no per-frame part "
                          f"({manifest.get('source', {})})")
     geometry = manifest["geometry"]
-    core = round_core(int(tile) if tile != "auto" else int(manifest["core"]), int(geometry["core_step"]))
+    if tile == "auto":  # sized for the caches like every other model: on the split's tileable part
+        import dataclasses
+
+        from benchmarks import models as bm
+        from isp_tf.layers import tiling_mode
+        from isp_tf.models import get_spec
+        from isp_tf.tiling.analysis import analyze
+        from isp_tf.tiling.planner import cache_core
+
+        with tiling_mode():
+            render = get_spec(choice.name).split(bm.build(choice, tiling=True))[1]
+        footprint = analyze(render, d.size_multiple)
+        core = cache_core(dataclasses.replace(footprint, align=int(geometry["align"])), threads,
+                          budget_bytes=budget_mb * 2 ** 20, frame_hw=tuple(int(v) for v in model_in_hw))
+    else:
+        core = round_core(int(tile), int(geometry["core_step"]))
     return {"manifest": str(manifest_path(out)), "core": core, "halo": int(geometry["halo"]),
             "align": int(geometry["align"]), "passes": len(manifest["segments"]),
             "output_scale": d.output_scale, "frame_hw": [int(model_in_hw[0]), int(model_in_hw[1])]}
@@ -662,6 +678,8 @@ def _main(args, argv) -> int:
     for m in modes:
         if m not in ("whole", "tiled"):
             raise IspTfError(f"unknown mode {m!r}; choose whole and/or tiled")
+    if args.store_budget_mb is not None and args.store_budget_mb < 0:
+        raise IspTfError(f"--store-budget-mb must be 0 or more, got {args.store_budget_mb}")
     if "tiled" in modes and not args.tile:
         raise IspTfError("--modes tiled needs --tile auto|N")
     if args.tile not in (None, "auto"):

@@ -156,6 +156,11 @@ def _probe(model: bytes, image_index: int, geometry: Geometry, inputs, outputs):
                                     experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
             it.resize_tensor_input(detail["index"], [n, hw[0], hw[1], c], strict=False)
             it.allocate_tensors()
+            scales = scales_of(it.get_output_details(), hw)
+            if None in scales:  # dynamic output shapes (a free-size export) are known after a run
+                for d in it.get_input_details():
+                    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+                it.invoke()
         scales = scales_of(it.get_output_details(), hw)
         if None not in scales:
             return True, scales

@@ -92,7 +92,29 @@ def test_local_run_whole_tiled_and_baselines(tmp_path, strong_weights):
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_tiled_run_recomputes_stores_over_its_budget(tmp_path):
+    """``--store-budget-mb 0``: GenISP (small) keeps none of its instance norms' tensors between
+    segments but recomputes them: the same picture as the whole frame, more MACs, no stores."""
+    runs = {}
+    for budget in (None, "0"):
+        out = tmp_path / f"bench_{budget}.json"
+        code = run.main([
+            "--models", "genisp:small", "--precisions", "fp32", "--resolutions", "96x80", "--tile", "32",
+            "--runs", "1", "--threads", "1", "--baselines", "none", "--workdir", str(tmp_path / "work"),
+            "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
+            *(["--store-budget-mb", budget] if budget else [])])
+        assert code == 0
+        runs[budget] = {r["mode"]: r for r in json.loads(out.read_text())["records"]}
+    kept, recomputed = runs[None]["tiled"], runs["0"]["tiled"]
+    assert kept["status"] == recomputed["status"] == "ok", (kept, recomputed)
+    assert not kept["recomputed"] and kept["store_mb"] > 0
+    assert recomputed["recomputed"] and recomputed["store_mb"] == 0
+    assert recomputed["max_abs_diff_vs_whole"] <= 1e-5 and recomputed["gmacs"] > 1.25 * kept["gmacs"]
+    assert "stores recomputed" in (tmp_path / "bench.md").read_text()
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--store-budget-mb", "-1"], "--store-budget-mb must be 0 or more"),
     (["--models", "nosuchnet"], "unknown model 'nosuchnet'"),
     (["--resolutions", "161x160"], "must be even"),
     (["--precisions", "int4"], "unknown precision 'int4'"),
