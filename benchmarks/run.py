@@ -359,7 +359,7 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
 
     from benchmarks import models as bm
     from isp_tf.tiling.analysis import analyze
-    from isp_tf.tiling.manifest import read_manifest, write_manifest
+    from isp_tf.tiling.manifest import read_manifest, segment_halo, write_manifest
     from isp_tf.tiling.planner import cache_core, round_core
 
     from isp_tf.models import get_spec
@@ -375,9 +375,10 @@ def prepare_tiling(choice, model_in_hw, tile, workdir, exported_whole, budget_mb
     manifest = read_manifest(manifest_path)
     align = int(manifest["geometry"]["align"])
     h, w = int(model_in_hw[0]), int(model_in_hw[1])
-    if tile == "auto":
-        core = cache_core(dataclasses.replace(footprint, align=align), threads, budget_bytes=budget_mb * 2 ** 20,
-                          frame_hw=(h, w))
+    if tile == "auto":  # the boxes the segment executor reads: core + 2 of the largest segment halo
+        halo = segment_halo(manifest, footprint.halo)
+        core = cache_core(dataclasses.replace(footprint, align=align, halo=halo), threads,
+                          budget_bytes=budget_mb * 2 ** 20, frame_hw=(h, w))
     else:
         core = round_core(int(tile), footprint.core_step)
     return {"manifest": str(manifest_path), "core": core, "halo": footprint.halo, "align": align,

@@ -297,6 +297,13 @@ class LiteRtRenderer:
             return None
         if tile == "auto":
             footprint = Footprint.of_geometry(self.geometry, self.entry["bytes_per_pixel"])
+            if self.entry.get("manifest"):  # the segment executor's boxes: core + 2 of its largest segment halo
+                import dataclasses
+
+                from isp_tf.tiling.manifest import read_manifest, segment_halo
+
+                manifest = read_manifest(self.folder / self.entry["manifest"])
+                footprint = dataclasses.replace(footprint, halo=segment_halo(manifest, footprint.halo))
             core = cache_core(footprint, self.threads, frame_hw=padded_size(*hw, self.geometry.size_multiple))
         else:
             core = round_core(int(tile), self.geometry.core_step)

@@ -56,7 +56,7 @@ from isp_tf.tiling.planner import Geometry, TilingError, lcm, round_core
 from isp_tf.utils import atomic_write
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "COMBINE_RULE", "PLAN_RULES", "SEGMENT_RULES", "default_core",
-           "manifest_path", "read_manifest", "segment_plan_from_manifest", "write_manifest"]
+           "manifest_path", "read_manifest", "segment_halo", "segment_plan_from_manifest", "write_manifest"]
 
 MANIFEST_FORMAT = "isp_tf.tiling.manifest"
 MANIFEST_VERSION = 1
@@ -105,6 +105,13 @@ PLAN_RULES = {
                        "passes read"),
     "order": "tiles row by row; a 2-D tile is a row span times a column span",
 }
+
+
+def segment_halo(manifest: dict, default: int) -> int:
+    """The largest halo of a manifest's segments (what the segment executor's boxes add to a core), or
+    ``default`` (the whole network's) for a manifest without segments."""
+    halos = [int(s["local"]["halo"]) for s in manifest.get("segments", []) if s.get("local")]
+    return max(halos) if halos else int(default)
 
 
 def manifest_path(tflite_path) -> pathlib.Path:

@@ -386,6 +386,9 @@ def cache_core(footprint, threads: int = 1, caches: Optional[dict] = None,
     step = int(footprint.core_step)
     side = math.sqrt(L2_MULTIPLE * l2 * max(1, int(threads)) / max(float(footprint.bytes_per_pixel), 1e-9))
     by_cache = max(step, int(side - 2 * int(footprint.halo)) // step * step)  # a segment box: core + 2 halos
+    # never under 8 halos (as segment_box): smaller cores spend more on their halos than the caches give back
+    # (PyNET: 64-px segment halos and 3.5 KB of activations per pixel would aim at 16-px cores)
+    by_cache = max(by_cache, round_core(8 * int(footprint.halo), step))
     if budget_bytes == math.inf:
         return by_cache
     return min(by_cache, auto_core(footprint, budget_bytes, frame_hw))

@@ -146,6 +146,9 @@ def test_auto_core_is_sized_for_the_threads_and_the_l2_within_the_memory():
     assert cache_core(micro, 1, {}, budget_bytes=float("inf")) >= 81  # no sysfs: a 1 MiB L2 is assumed
     tight = auto_core(micro, 20e6, (1500, 2000))
     assert cache_core(micro, 8, l2, budget_bytes=20e6, frame_hw=(1500, 2000)) == tight < picks[-1]
-    assert cache_core(micro, 1, {"L2": 1}, budget_bytes=float("inf")) == 81
+    # a tiny cache: never under 8 halos (here 128 px, rounded up to 162), unless the memory allows less
+    assert cache_core(micro, 1, {"L2": 1}, budget_bytes=float("inf")) == 162
+    assert cache_core(micro, 1, {"L2": 1}, budget_bytes=20e6, frame_hw=(1500, 2000)) == \
+        min(162, auto_core(micro, 20e6, (1500, 2000)))
     caches = cpu_caches()
     assert all(isinstance(v, int) and v > 0 for v in caches.values())
