@@ -148,7 +148,16 @@ def tflite_macs(path, input_shape=None, nonzero: bool = False, input_shapes=None
         interpreter.allocate_tensors()
         return interpreter
 
-    interpreter = build(input_shape)
+    try:
+        interpreter = build(input_shape)
+    except RuntimeError as exc:  # TFLite's own conv kernels refuse frames whose im2col passes 2^31 elements
+        if input_shape is None or input_shapes is not None or "exceed" not in str(exc):
+            raise
+        n, h, w, c = (int(d) for d in input_shape)
+        factor = (PROBE_PIXELS / float(h * w)) ** 0.5
+        ph, pw = max(16, int(h * factor) // 16 * 16), max(16, int(w * factor) // 16 * 16)
+        # fully convolutional: MACs per pixel do not depend on the size, up to borders
+        return int(round(tflite_macs(path, [n, ph, pw, c], nonzero) * (h * w) / float(ph * pw)))
     if not _runtime_shapes(interpreter):
         return count_macs(interpreter_ops(interpreter, nonzero=nonzero))
     if input_shapes is not None:  # a segment model: tiles are small, run it once at its size

@@ -33,7 +33,14 @@ whole-frame MACs at 162-324 px cores, against 4.5x for the statistics passes
 that recompute the network up to each statistic).  Stores are float32 (the
 output equals the whole frame to summation order, ~1e-6), optionally float16
 (half their memory; 5e-4 max abs on the authors' MicroISP weights); INT8
-models keep their int8 tensors as they are (bit-exact).  The older statistics
+models keep their int8 tensors as they are (bit-exact).  Under a memory budget
+(``TiledSession(store_budget=...)``; ``infer``: 40 % of the available memory)
+the stores that do not fit are *recomputed* instead: each box that reads one
+re-runs its segment's local model over the box plus that segment's halo
+(recursively), the cheapest first by conv MACs per byte saved (GenISP: an
+instance norm's ``x - mean`` costs nothing; its 64-channel convolutions do).
+A model of any statistics depth runs this way (PyNET: 97 segments; its
+manifest holds no pass models).  The older statistics
 passes (one run of the pruned network per dependency depth) remain as
 :class:`~isp_tf.tiling.tflite_executor.PassSession` and ``TiledRunner``'s
 fallback for models the Keras cut does not handle (global layers inside

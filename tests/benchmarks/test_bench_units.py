@@ -75,6 +75,19 @@ def test_reference_microisp_macs_per_packed_pixel():
     assert 6900 * 162 * 162 < small < 7000 * 162 * 162
 
 
+def test_macs_of_a_frame_too_large_for_tflites_own_conv_kernels():
+    """TFLite's reference conv refuses an im2col over 2^31 elements (InvISP at 12 MP): the count is
+    then made on a smaller frame of the same aspect and scaled by the pixel ratio."""
+    from isp_tf._keras import keras, tf
+
+    x = keras.Input((None, None, 64), batch_size=1)
+    model = keras.Model(x, keras.layers.Conv2D(2, 3, padding="same", use_bias=False)(x))
+    fn = tf.function(model, input_signature=[tf.TensorSpec([1, None, None, 64], tf.float32)])
+    data = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert()
+    h, w = 2000, 2400  # 2000 x 2400 x 9 x 64 im2col elements > 2^31
+    assert macs.tflite_macs(data, [1, h, w, 64]) == pytest.approx(h * w * 9 * 64 * 2, rel=1e-3)
+
+
 # --- sizes ------------------------------------------------------------------------
 def test_parse_resolution():
     assert parse_resolution("12MP") == ("12mp", (3000, 4000))

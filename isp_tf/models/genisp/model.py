@@ -173,6 +173,13 @@ def split_genisp(model, input_shape=None):
     row-major) needs the whole frame; ``render([packed, cam_to_xyz, params])``
     is ``model`` with those 12 values given, and tiles exactly
     (:class:`isp_tf.tiling.TiledRunner` with ``vectors=(cam_to_xyz, params)``).
+
+    ``params`` resizes the packed frame to the S x S thumbnail *first* and converts and white-balances
+    the thumbnail, where the model converts and balances the whole frame and resizes it twice: the same
+    numbers (to float rounding), since a bilinear resize is a weighted mean of 4 pixels with weights
+    summing to 1 and commutes with the per-pixel linear maps in front of it (AverageGreens, the camera
+    matrix, the gains), and the second resize of an S x S image to S x S is the identity.  A 32 MP frame
+    then costs its thumbnail instead of three full-resolution intermediates (2 GB measured).
     """
     get = model.get_layer
     packed, cam_to_xyz = _inputs(input_shape)
@@ -185,10 +192,11 @@ def split_genisp(model, input_shape=None):
             x = get(f"{prefix}_pool{k}")(get(f"{prefix}_lrelu{k}")(get(f"{prefix}_conv{k}")(x)))
         return get(f"{prefix}_dense")(get(f"{prefix}_gap")(x))
 
-    xyz = xyz_of(packed, cam_to_xyz)
-    gains = body(get("wb_resize")(xyz), WB_NAME)
-    balanced = get("wb_apply")([xyz, get("wb_gains")(gains)])
-    matrix = body(get("cc_resize")(balanced), CC_NAME)
+    if get("wb_resize").size != get("cc_resize").size:
+        raise ValueError("split_genisp needs ConvWB and ConvCC to see thumbnails of one size")
+    xyz = xyz_of(get("wb_resize")(packed), cam_to_xyz)  # the thumbnail's XYZ: S x S
+    gains = body(xyz, WB_NAME)
+    matrix = body(get("wb_apply")([xyz, get("wb_gains")(gains)]), CC_NAME)
     params = keras.Model([packed, cam_to_xyz], keras.layers.Concatenate(name="params")([gains, matrix]),
                          name=f"{model.name}_params")
 
