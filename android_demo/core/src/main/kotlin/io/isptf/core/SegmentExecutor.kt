@@ -57,16 +57,7 @@ class SegmentExecutor(
     fun plan(
         height: Int,
         width: Int,
-    ): List<Tile> {
-        val g = manifest.geometry
-        if (minOf(height, width) < g.minSide) {
-            throw InputShapeException(
-                "input of ${height}x$width px is smaller than one tile of this model (${g.minSide}x${g.minSide} input px)",
-            )
-        }
-        val (h, w) = Planner.paddedSize(height, width, g.sizeMultiple)
-        return Planner.planTiles(h, w, core, g.copy(halo = halo))
-    }
+    ): List<Tile> = Planner.planFrame(height, width, core, manifest.geometry.copy(halo = halo))
 
     private fun call(
         model: Int,

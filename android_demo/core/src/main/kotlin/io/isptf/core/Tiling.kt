@@ -52,6 +52,23 @@ object Planner {
         }
     }
 
+    /** The tiles of an unpadded [height] x [width] frame: refused under one tile, padded to the size multiple. */
+    fun planFrame(
+        height: Int,
+        width: Int,
+        core: Int,
+        geometry: Geometry,
+    ): List<Tile> {
+        if (minOf(height, width) < geometry.minSide) {
+            throw InputShapeException(
+                "input of ${height}x$width px is smaller than one tile of this model " +
+                    "(${geometry.minSide}x${geometry.minSide} input px)",
+            )
+        }
+        val (h, w) = paddedSize(height, width, geometry.sizeMultiple)
+        return planTiles(h, w, core, geometry)
+    }
+
     fun planTiles(
         height: Int,
         width: Int,
@@ -176,16 +193,7 @@ class TiledExecutor(
     fun plan(
         height: Int,
         width: Int,
-    ): List<Tile> {
-        val g = manifest.geometry
-        if (minOf(height, width) < g.minSide) {
-            throw InputShapeException(
-                "input of ${height}x$width px is smaller than one tile of this model (${g.minSide}x${g.minSide} input px)",
-            )
-        }
-        val (h, w) = Planner.paddedSize(height, width, g.sizeMultiple)
-        return Planner.planTiles(h, w, core, g.copy(align = align))
-    }
+    ): List<Tile> = Planner.planFrame(height, width, core, manifest.geometry.copy(align = align))
 
     private fun quantized(
         spec: TensorSpec,
