@@ -774,14 +774,17 @@ class TiledSession:
         calls: Dict[int, List] = {}  # model key -> shapes; local models by segment, stats by (seg, j)
         models: Dict[object, object] = {}
 
+        def recompute(sid, box, done):  # a recomputed store read over box: its producer's call, once a tile
+            p = self.segment_plan.stores[sid].producer
+            pbox = segment_box(box, segments[p][0].halo, self.frame_hw)
+            if (p, pbox) not in done:
+                done.add((p, pbox))
+                add(p, segments[p][0].model, segments[p][0].inputs, pbox, done)
+
         def add(key, model, feeds, box, done):
             for kind, k in feeds:  # recomputed inputs first, as run() does
                 if kind == "store" and k in self.recomputed:
-                    p = self.segment_plan.stores[k].producer
-                    pbox = segment_box(box, segments[p][0].halo, self.frame_hw)
-                    if (p, pbox) not in done:
-                        done.add((p, pbox))
-                        add(p, segments[p][0].model, segments[p][0].inputs, pbox, done)
+                    recompute(k, box, done)
             models[key] = model
             calls.setdefault(key, []).append(self._feed_shapes(feeds, box))
 
@@ -796,11 +799,7 @@ class TiledSession:
                     if part.model is None:  # reads its store: recomputing it is a call
                         (kind, sid), = part.inputs
                         if sid in self.recomputed:
-                            p = self.segment_plan.stores[sid].producer
-                            pbox = segment_box(t.core, segments[p][0].halo, self.frame_hw)
-                            if (p, pbox) not in done:
-                                done.add((p, pbox))
-                                add(p, segments[p][0].model, segments[p][0].inputs, pbox, done)
+                            recompute(sid, t.core, done)
                         continue
                     add((seg, j), part.model, part.inputs, t.core, done)
         return [(models[key], shapes) for key, shapes in calls.items()]
